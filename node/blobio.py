@@ -1,0 +1,164 @@
+"""Streaming a byte stream into a node: cut into chunks, send only the chunks the node
+lacks, then record them in an upload session.
+
+This is the write path every pusher shares (the gateway for an HTTP upload, the CLI, the
+benchmarks), whichever `NodeAPI` is behind it. CPU work (chunking, hashing, compression)
+runs in a worker thread a few MiB at a time; every queue is bounded, so memory stays flat
+whatever the size of the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+
+from node.api import NodeAPI, PutResult, StoredChunk, UploadInfo
+from node.chunking import StreamChunker
+from node.codec import CompressionProbe
+from node.digests import hasher_for
+from node.errors import InvalidArgument, NotFound, OutOfRange
+from node.recipe import Recipe
+
+STEP = 4 << 20              # bytes handed to the chunking thread at once
+PART = 64 << 20             # bytes per appended recipe part: the resume granularity
+MESSAGE = 1 << 20           # chunk bytes per put message (~1 MiB gRPC messages)
+QUEUE_DEPTH = 8             # messages in flight to the node
+
+
+class _ChunkPipe:
+    """Turns raw bytes into encoded chunks, off the event loop."""
+
+    def __init__(self, digester: hashlib._Hash | None) -> None:
+        self._chunker = StreamChunker()
+        self._probe = CompressionProbe()
+        self._digester = digester
+
+    def _encode(self, data: bytes | None) -> list[StoredChunk]:
+        if data is None:
+            raws = self._chunker.finish()
+        else:
+            if self._digester is not None:
+                self._digester.update(data)
+            raws = self._chunker.feed(data)
+        return [self._probe.encode(raw) for raw in raws]
+
+    async def feed(self, data: bytes) -> list[StoredChunk]:
+        return await asyncio.to_thread(self._encode, data)
+
+    async def finish(self) -> list[StoredChunk]:
+        return await asyncio.to_thread(self._encode, None)
+
+
+class _PartWriter:
+    """Sends one part's missing chunks to the node as a single put stream."""
+
+    def __init__(self, api: NodeAPI) -> None:
+        self._api = api
+        self._queue: asyncio.Queue[Sequence[StoredChunk] | None] = asyncio.Queue(QUEUE_DEPTH)
+        self._task = asyncio.create_task(api.put_chunks(self._batches()))
+        self.entries: list[tuple[bytes, int]] = []
+        self.size = 0
+
+    async def _batches(self) -> AsyncIterator[Sequence[StoredChunk]]:
+        while (batch := await self._queue.get()) is not None:
+            yield batch
+
+    async def add(self, chunks: list[StoredChunk]) -> None:
+        if not chunks:
+            return
+        self.entries.extend((c.id, c.raw_length) for c in chunks)
+        self.size += sum(c.raw_length for c in chunks)
+        present = await self._api.has_chunks([c.id for c in chunks])
+        missing = [c for c, have in zip(chunks, present, strict=True) if not have]
+        batch: list[StoredChunk] = []
+        batch_bytes = 0
+        for chunk in missing:
+            batch.append(chunk)
+            batch_bytes += len(chunk.data)
+            if batch_bytes >= MESSAGE:
+                await self._put(batch)
+                batch, batch_bytes = [], 0
+        if batch:
+            await self._put(batch)
+
+    async def _put(self, batch: list[StoredChunk]) -> None:
+        # If the node failed, its error surfaces here instead of blocking on a full queue.
+        put = asyncio.ensure_future(self._queue.put(batch))
+        done, _ = await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if put not in done:
+            put.cancel()
+            await self._task  # raises the node's error
+            raise RuntimeError("chunk writer ended early")
+
+    async def close(self) -> PutResult:
+        if not self._task.done():
+            await self._queue.put(None)
+        return await self._task
+
+    def abort(self) -> None:
+        self._task.cancel()
+
+
+async def append_stream(api: NodeAPI, repository: str, upload_id: str, offset: int,
+                        body: AsyncIterable[bytes],
+                        digester: hashlib._Hash | None = None) -> UploadInfo:
+    """Append all of `body` to the upload session at `offset` and return the session.
+
+    OutOfRange when `offset` is not the session's size, before any byte is read. Parts are
+    appended every PART bytes, so if `body` fails midway the session keeps every whole
+    part already appended; `digester`, fed every byte read, is then ahead of the session
+    and must be discarded by the caller.
+    """
+    session = await api.get_upload(repository, upload_id)
+    if session is None:
+        raise NotFound(f"upload {upload_id} is unknown")
+    if session.size != offset:
+        raise OutOfRange(f"upload {upload_id} has {session.size} bytes, not {offset}")
+    pipe = _ChunkPipe(digester)
+    part = _PartWriter(api)
+    pending = bytearray()
+    try:
+        async for data in body:
+            pending += data
+            if len(pending) < STEP:
+                continue
+            await part.add(await pipe.feed(bytes(pending)))
+            pending.clear()
+            if part.size >= PART:
+                session = await _append(api, session, part)
+                part = _PartWriter(api)
+        if pending:
+            await part.add(await pipe.feed(bytes(pending)))
+        await part.add(await pipe.finish())
+        session = await _append(api, session, part)
+    except BaseException:
+        part.abort()
+        raise
+    return session
+
+
+async def _append(api: NodeAPI, session: UploadInfo, part: _PartWriter) -> UploadInfo:
+    await part.close()
+    if not part.entries:
+        return session
+    return await api.append_upload(session.repository, session.id, session.size,
+                                   Recipe.from_entries(part.entries))
+
+
+async def write_blob(api: NodeAPI, repository: str, digest: str,
+                     body: AsyncIterable[bytes]) -> UploadInfo:
+    """Convenience for tools and tests: push `body` as blob `digest` in one session,
+    verifying the digest; nothing is committed when it differs."""
+    digester = hasher_for(digest)
+    upload = await api.create_upload(repository)
+    try:
+        upload = await append_stream(api, repository, upload.id, 0, body, digester)
+        actual = f"{digest.partition(':')[0]}:{digester.hexdigest()}"
+        if actual != digest:
+            raise InvalidArgument(f"content is {actual}, not {digest}")
+        await api.finish_upload(repository, upload.id, digest)
+    except BaseException:
+        await api.cancel_upload(repository, upload.id)
+        raise
+    return upload

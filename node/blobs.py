@@ -1,0 +1,72 @@
+"""Blobs: OCI digests mapped to recipes, with chunk reference counts kept in step."""
+
+from __future__ import annotations
+
+import lmdb
+
+from node.api import BlobInfo
+from node.chunkstore import ChunkStore
+from node.digests import validate_digest
+from node.errors import InvalidArgument, NotFound
+from node.index import Index
+from node.recipe import Recipe
+
+
+class BlobStore:
+    def __init__(self, index: Index, chunks: ChunkStore) -> None:
+        self._index = index
+        self._chunks = chunks
+        self._blobs = index.db("blobs")
+
+    def stat(self, digest: str) -> BlobInfo | None:
+        packed = self._index.read(lambda txn: txn.get(digest.encode(), db=self._blobs))
+        if packed is None:
+            return None
+        recipe = Recipe.unpack(packed)
+        return BlobInfo(digest, recipe.size, len(recipe))
+
+    def recipe(self, digest: str) -> Recipe:
+        packed = self._index.read(lambda txn: txn.get(digest.encode(), db=self._blobs))
+        if packed is None:
+            raise NotFound(f"blob {digest} is not stored")
+        return Recipe.unpack(packed)
+
+    def commit(self, digest: str, recipe: Recipe) -> BlobInfo:
+        """Record `digest` as `recipe`, whose chunks must all be stored (NotFound names the
+        first missing). Committing an existing digest is a no-op: content addressing makes
+        it the same bytes."""
+        validate_digest(digest)
+        if not recipe.ids and digest not in EMPTY_DIGESTS:
+            raise InvalidArgument(f"an empty recipe cannot be {digest}")
+
+        def run(txn: lmdb.Transaction) -> BlobInfo:
+            return self.commit_in(txn, digest, recipe)
+
+        return self._index.write(run)
+
+    def commit_in(self, txn: lmdb.Transaction, digest: str, recipe: Recipe) -> BlobInfo:
+        existing = txn.get(digest.encode(), db=self._blobs)
+        if existing is not None:
+            old = Recipe.unpack(existing)
+            return BlobInfo(digest, old.size, len(old))
+        self._chunks.add_refs(txn, recipe.ids, +1)
+        txn.put(digest.encode(), recipe.pack(), db=self._blobs)
+        return BlobInfo(digest, recipe.size, len(recipe))
+
+    def delete(self, digest: str) -> bool:
+        def run(txn: lmdb.Transaction) -> bool:
+            packed = txn.get(digest.encode(), db=self._blobs)
+            if packed is None:
+                return False
+            self._chunks.add_refs(txn, Recipe.unpack(packed).ids, -1)
+            txn.delete(digest.encode(), db=self._blobs)
+            return True
+
+        return self._index.write(run)
+
+
+EMPTY_DIGESTS = frozenset({
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce"
+    "47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e",
+})

@@ -1,0 +1,64 @@
+"""Content-defined chunking of byte streams, and chunk ids.
+
+Chunk boundaries come from FastCDC (pyfastcdc's compiled core), so inserting bytes near
+the start of a layer changes only the chunks around the edit and the rest dedup. Sizes
+were chosen by measurement (benchmarks/dedup.py): an average near 16 KiB keeps most of
+the dedup that 8 KiB chunks find on successive releases of real software, at twice the
+throughput, while 64 KiB chunks lose a fifth of it.
+
+Chunk ids are BLAKE3 of the raw bytes: a cryptographic hash (ids are trusted across
+nodes and peers) that runs at about 1.7 GB/s on one core here, faster than SHA-256 with
+SHA-NI, and it keeps content addressing independent of the OCI digest algorithm.
+"""
+
+from __future__ import annotations
+
+import blake3
+from pyfastcdc.cy import FastCDC
+
+MIN_CHUNK = 4 * 1024
+AVG_CHUNK = 16 * 1024
+MAX_CHUNK = 128 * 1024
+CHUNK_ID_SIZE = 32
+
+# Cutting in ~1 MiB steps amortises the per-call cost of the chunker; the tail after the
+# last cut is carried to the next step, so where bytes arrive does not move boundaries.
+FEED_STEP = 1 << 20
+
+
+def chunk_id(raw: bytes | memoryview) -> bytes:
+    return blake3.blake3(raw).digest()
+
+
+class StreamChunker:
+    """Cuts a stream fed in pieces of any size into the chunks FastCDC would cut from the
+    whole stream at once."""
+
+    def __init__(self, avg_size: int = AVG_CHUNK, min_size: int = MIN_CHUNK,
+                 max_size: int = MAX_CHUNK) -> None:
+        self._cdc = FastCDC(avg_size, min_size=min_size, max_size=max_size)
+        self._pending = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes fed but not yet emitted in a chunk."""
+        return len(self._pending)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Chunks completed by `data`. The last cut of a buffer is provisional (more data
+        could move it), so it stays pending until more arrives or `finish` is called."""
+        self._pending += data
+        if len(self._pending) < FEED_STEP:
+            return []
+        chunks = [bytes(c.data) for c in self._cdc.cut_buf(self._pending)]
+        tail = chunks.pop()
+        del self._pending[: len(self._pending) - len(tail)]
+        return chunks
+
+    def finish(self) -> list[bytes]:
+        """Every pending byte as final chunks; the chunker is then empty and reusable."""
+        if not self._pending:
+            return []
+        chunks = [bytes(c.data) for c in self._cdc.cut_buf(self._pending)]
+        self._pending.clear()
+        return chunks

@@ -1,0 +1,185 @@
+"""Where a chunk is written and read: pack files plus the `chunks` table of the index.
+
+The order of a write is what makes it durable: chunk bytes go to a pack and are fsynced,
+and only then does one index transaction make them visible. A crash in between leaves
+unreferenced bytes in a pack, never an index entry pointing at nothing.
+
+Every read re-verifies the chunk id; a mismatch is recorded in the `corrupt` table,
+logged, and raised as DataLoss, so wrong bytes are never returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import lmdb
+
+from node.api import Codec, PutResult, StoredChunk
+from node.codec import decode
+from node.errors import DataLoss, InvalidArgument, NotFound
+from node.index import Index
+from node.packs import Packs
+
+log = logging.getLogger(__name__)
+
+_ENTRY = struct.Struct(">IQIIBI")  # pack, offset, stored length, raw length, codec, refs
+MAX_CHUNK_BYTES = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkEntry:
+    pack: int
+    offset: int
+    stored_length: int
+    raw_length: int
+    codec: Codec
+    refs: int
+
+    def pack_bytes(self) -> bytes:
+        return _ENTRY.pack(self.pack, self.offset, self.stored_length, self.raw_length,
+                           int(self.codec), self.refs)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> ChunkEntry:
+        pack, offset, stored, length, codec, refs = _ENTRY.unpack(raw)
+        return cls(pack, offset, stored, length, Codec(codec), refs)
+
+
+class ChunkStore:
+    def __init__(self, index: Index, packs: Packs) -> None:
+        self._index = index
+        self._packs = packs
+        self._chunks = index.db("chunks")
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def has(self, ids: Sequence[bytes]) -> list[bool]:
+        def run(txn: lmdb.Transaction) -> list[bool]:
+            return [txn.get(i, db=self._chunks) is not None for i in ids]
+
+        return self._index.read(run)
+
+    def entries(self, ids: Sequence[bytes]) -> list[ChunkEntry | None]:
+        def run(txn: lmdb.Transaction) -> list[ChunkEntry | None]:
+            out: list[ChunkEntry | None] = []
+            for i in ids:
+                raw = txn.get(i, db=self._chunks)
+                out.append(ChunkEntry.unpack(raw) if raw is not None else None)
+            return out
+
+        return self._index.read(run)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def put(self, chunks: Sequence[StoredChunk]) -> PutResult:
+        """Verify and store `chunks`; durable and visible when this returns.
+
+        InvalidArgument for a chunk whose bytes do not match its id: then nothing of the
+        batch is stored, so a bad sender cannot leave half a batch behind.
+        """
+        for chunk in chunks:
+            if len(chunk.id) != 32:
+                raise InvalidArgument(f"chunk id of {len(chunk.id)} bytes, expected 32")
+            if chunk.raw_length > MAX_CHUNK_BYTES or len(chunk.data) > MAX_CHUNK_BYTES:
+                raise InvalidArgument(f"chunk {chunk.id.hex()} over {MAX_CHUNK_BYTES} bytes")
+        present = self.has([c.id for c in chunks])
+        fresh: dict[bytes, StoredChunk] = {}
+        for chunk, known in zip(chunks, present, strict=True):
+            if known or chunk.id in fresh:
+                continue
+            try:
+                decode(chunk)
+            except DataLoss as exc:
+                raise InvalidArgument(f"rejected: {exc}") from None
+            fresh[chunk.id] = chunk
+        if not fresh:
+            return PutResult(duplicate=len(chunks))
+        todo = list(fresh.values())
+        locations = self._packs.append([c.data for c in todo])
+
+        def commit(txn: lmdb.Transaction) -> int:
+            stored = 0
+            for chunk, (pack, offset) in zip(todo, locations, strict=True):
+                entry = ChunkEntry(pack, offset, len(chunk.data), chunk.raw_length,
+                                   chunk.codec, 0)
+                # A concurrent writer may have stored the same chunk meanwhile: keep its
+                # entry (and reference count); these bytes are then just unreferenced.
+                if txn.put(chunk.id, entry.pack_bytes(), db=self._chunks, overwrite=False):
+                    stored += 1
+            return stored
+
+        stored = self._index.write(commit)
+        stored_bytes = sum(len(c.data) for c in todo)
+        return PutResult(stored=stored, duplicate=len(chunks) - stored,
+                         stored_bytes=stored_bytes)
+
+    def add_refs(self, txn: lmdb.Transaction, ids: Iterable[bytes], delta: int) -> None:
+        """Adjust reference counts inside the caller's transaction. NotFound (aborting
+        the transaction) when a chunk is missing, so no recipe can refer to nothing."""
+        counts: dict[bytes, int] = {}
+        for i in ids:
+            counts[i] = counts.get(i, 0) + delta
+        for i, d in counts.items():
+            raw = txn.get(i, db=self._chunks)
+            if raw is None:
+                raise NotFound(f"chunk {i.hex()} is not stored")
+            entry = ChunkEntry.unpack(raw)
+            refs = max(0, entry.refs + d)
+            txn.put(i, _ENTRY.pack(entry.pack, entry.offset, entry.stored_length,
+                                   entry.raw_length, int(entry.codec), refs), db=self._chunks)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, ids: Sequence[bytes]) -> list[StoredChunk]:
+        """The chunks as stored, each verified. NotFound or DataLoss for the first bad one."""
+        entries = self.entries(ids)
+        out = []
+        for cid, entry in zip(ids, entries, strict=True):
+            if entry is None:
+                raise NotFound(f"chunk {cid.hex()} is not stored")
+            chunk = self._load(cid, entry)
+            self._verify(chunk, entry)
+            out.append(chunk)
+        return out
+
+    def read_raw(self, ids: Sequence[bytes]) -> list[bytes]:
+        """The decoded bytes of each chunk, verified."""
+        entries = self.entries(ids)
+        out = []
+        for cid, entry in zip(ids, entries, strict=True):
+            if entry is None:
+                raise NotFound(f"chunk {cid.hex()} is not stored")
+            out.append(self._verify(self._load(cid, entry), entry))
+        return out
+
+    def _load(self, cid: bytes, entry: ChunkEntry) -> StoredChunk:
+        data = self._packs.read(entry.pack, entry.offset, entry.stored_length)
+        return StoredChunk(cid, entry.codec, entry.raw_length, data)
+
+    def _verify(self, chunk: StoredChunk, entry: ChunkEntry) -> bytes:
+        try:
+            if len(chunk.data) != entry.stored_length:
+                raise DataLoss(f"chunk {chunk.id.hex()} is truncated in its pack")
+            return decode(chunk)
+        except DataLoss as exc:
+            self._report_corrupt(chunk.id, entry, str(exc))
+            raise
+
+    def _report_corrupt(self, cid: bytes, entry: ChunkEntry, why: str) -> None:
+        log.error("corrupt chunk %s in pack %d at %d: %s", cid.hex(), entry.pack,
+                  entry.offset, why)
+        record = json.dumps({"pack": entry.pack, "offset": entry.offset, "why": why,
+                             "at": time.time()}).encode()
+        self._index.write(lambda txn: txn.put(cid, record, db=self._index.db("corrupt")))
+
+    def corrupt_chunks(self) -> dict[str, dict[str, object]]:
+        def run(txn: lmdb.Transaction) -> dict[str, dict[str, object]]:
+            cursor = txn.cursor(db=self._index.db("corrupt"))
+            return {k.hex(): json.loads(v) for k, v in cursor}
+
+        return self._index.read(run)

@@ -1,0 +1,80 @@
+"""Chunk encoding at rest and on the wire: zstd when it saves a useful fraction, raw
+otherwise.
+
+Gzipped layers are incompressible, and trying zstd on every one of their chunks would
+burn a core for nothing; `CompressionProbe` notices a stream that does not compress and
+stops trying for a while, then looks again (a tar can hold both kinds of file).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import zstandard
+
+from node.api import Codec, StoredChunk
+from node.chunking import chunk_id
+from node.errors import DataLoss, InvalidArgument
+
+ZSTD_LEVEL = 3
+# Keep the compressed form only when it is at most this fraction of the raw size.
+WORTH_KEEPING = 0.9
+# After this many chunks in a row that did not compress, skip that many before the next try.
+SKIP_AFTER_MISSES = 8
+SKIP_CHUNKS = 256
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    # zstandard's (de)compressors are not thread-safe: one per thread.
+    c = getattr(_local, "c", None)
+    if c is None:
+        c = _local.c = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return c
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = zstandard.ZstdDecompressor()
+    return d
+
+
+class CompressionProbe:
+    """Decides, chunk by chunk of one stream, whether compression is worth trying."""
+
+    def __init__(self) -> None:
+        self._misses = 0
+        self._skip = 0
+
+    def encode(self, raw: bytes) -> StoredChunk:
+        cid = chunk_id(raw)
+        if self._skip:
+            self._skip -= 1
+            return StoredChunk(cid, Codec.RAW, len(raw), raw)
+        packed = _compressor().compress(raw)
+        if len(packed) <= len(raw) * WORTH_KEEPING:
+            self._misses = 0
+            return StoredChunk(cid, Codec.ZSTD, len(raw), packed)
+        self._misses += 1
+        if self._misses >= SKIP_AFTER_MISSES:
+            self._misses = 0
+            self._skip = SKIP_CHUNKS
+        return StoredChunk(cid, Codec.RAW, len(raw), raw)
+
+
+def decode(chunk: StoredChunk) -> bytes:
+    """The raw bytes of `chunk`, checked against its id. DataLoss when they differ."""
+    if chunk.codec == Codec.RAW:
+        raw = chunk.data
+    elif chunk.codec == Codec.ZSTD:
+        try:
+            raw = _decompressor().decompress(chunk.data, max_output_size=chunk.raw_length)
+        except zstandard.ZstdError as exc:
+            raise DataLoss(f"chunk {chunk.id.hex()} does not decompress: {exc}") from None
+    else:
+        raise InvalidArgument(f"unknown codec {chunk.codec!r}")
+    if len(raw) != chunk.raw_length or chunk_id(raw) != chunk.id:
+        raise DataLoss(f"chunk {chunk.id.hex()} does not match its id")
+    return raw

@@ -1,0 +1,119 @@
+"""The node's LMDB index: one environment, one named sub-database per table.
+
+Chunk bytes live in pack files, never in the B-tree. Every call here is synchronous and
+short; the async layers run them in worker threads so the event loop never waits on LMDB.
+The map grows by doubling when a write finds it full, so the initial size is no limit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+T = TypeVar("T")
+
+TABLES = (
+    "chunks",          # chunk id -> ChunkEntry
+    "corrupt",         # chunk id -> when and where verification failed
+    "blobs",           # digest -> packed recipe
+    "repositories",    # name -> b""
+    "repo_blobs",      # name \0 digest -> b""
+    "manifests",       # digest -> content
+    "repo_manifests",  # name \0 digest -> JSON metadata
+    "tags",            # name \0 tag -> digest
+    "referrers",       # name \0 subject \0 digest -> JSON descriptor
+    "uploads",         # upload id -> JSON session
+    "upload_parts",    # upload id \0 part number (4 bytes) -> packed recipe
+)
+
+INITIAL_MAP_SIZE = 1 << 30
+
+
+def key(*parts: str | bytes) -> bytes:
+    """A composite key: parts joined by NUL, which no repository name, tag or digest has."""
+    return b"\0".join(p.encode() if isinstance(p, str) else p for p in parts)
+
+
+class Index:
+    def __init__(self, path: Path, map_size: int = INITIAL_MAP_SIZE) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.env = lmdb.open(
+            str(path), map_size=map_size, max_dbs=len(TABLES) + 4, max_readers=256,
+            subdir=True,
+        )
+        self.dbs: dict[str, Any] = {name: self.env.open_db(name.encode()) for name in TABLES}
+        # LMDB may only resize while no transaction is open in this process, so every
+        # transaction holds the gate shared and growing takes it alone.
+        self._gate = threading.Condition()
+        self._open_txns = 0
+        self._growing = False
+
+    @contextmanager
+    def _shared(self) -> Iterator[None]:
+        with self._gate:
+            while self._growing:
+                self._gate.wait()
+            self._open_txns += 1
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._open_txns -= 1
+                self._gate.notify_all()
+
+    def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        with self._shared(), self.env.begin(buffers=False) as txn:
+            return fn(txn)
+
+    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run `fn` in one write transaction, committed durably; retried after growing
+        the map if it ran out of room. `fn` must not have side effects outside LMDB."""
+        while True:
+            try:
+                with self._shared(), self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self._grow()
+
+    def _grow(self) -> None:
+        with self._gate:
+            while self._growing or self._open_txns:
+                self._gate.wait()
+            self._growing = True
+        try:
+            self.env.set_mapsize(self.env.info()["map_size"] * 2)
+        finally:
+            with self._gate:
+                self._growing = False
+                self._gate.notify_all()
+
+    def db(self, name: str) -> Any:
+        return self.dbs[name]
+
+    def scan_prefix(self, txn: lmdb.Transaction, table: str, prefix: bytes,
+                    after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key starts with `prefix`, in key order, strictly after
+        prefix + after when `after` is given."""
+        cursor = txn.cursor(db=self.dbs[table])
+        start = prefix + after
+        if not cursor.set_range(start):
+            return
+        for k, v in cursor:
+            if not k.startswith(prefix):
+                break
+            if after and k == start:
+                continue
+            yield k, v
+
+    def size_on_disk(self) -> int:
+        info = self.env.info()
+        stat = self.env.stat()
+        return int((info["last_pgno"] + 1) * stat["psize"])
+
+    def close(self) -> None:
+        self.env.close()

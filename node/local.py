@@ -1,0 +1,220 @@
+"""`LocalNode`: the node's client API in-process, for the single-node embedded default.
+
+Every LMDB and disk call runs in a worker thread; reads stream in ~1 MiB pieces with a
+bounded read-ahead, so neither a large blob nor a slow client holds more than a few MiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from node.api import (
+    BlobInfo,
+    Descriptor,
+    ManifestRecord,
+    PutResult,
+    StoredChunk,
+    UploadInfo,
+)
+from node.blobs import BlobStore
+from node.chunkstore import ChunkStore
+from node.index import Index
+from node.packs import Packs
+from node.recipe import ChunkSlice, Recipe
+from node.registry import Registry
+from node.uploads import Uploads
+
+T = TypeVar("T")
+
+READ_PIECE = 1 << 20        # bytes handed to the caller per piece
+READ_AHEAD = 4              # pieces prepared ahead of the consumer
+PUT_GROUP = 16 << 20        # chunk bytes written per fsync on the put path
+GET_BATCH = 1 << 20
+
+
+class LocalNode:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.index = Index(data_dir / "index")
+        self.packs = Packs(data_dir / "packs")
+        self.chunks = ChunkStore(self.index, self.packs)
+        self.blobs = BlobStore(self.index, self.chunks)
+        self.registry = Registry(self.index, self.blobs)
+        self.uploads = Uploads(self.index, self.chunks, self.blobs)
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> LocalNode:
+        return await asyncio.to_thread(cls, data_dir)
+
+    async def close(self) -> None:
+        def shut() -> None:
+            self.packs.close()
+            self.index.close()
+
+        await asyncio.to_thread(shut)
+
+    @staticmethod
+    async def _run(fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    # -- chunks ----------------------------------------------------------------------------
+
+    async def has_chunks(self, ids: Sequence[bytes]) -> list[bool]:
+        return await self._run(self.chunks.has, ids)
+
+    async def put_chunks(self, batches: AsyncIterable[Sequence[StoredChunk]]) -> PutResult:
+        totals = PutResult()
+        pending: asyncio.Task[PutResult] | None = None
+        group: list[StoredChunk] = []
+        size = 0
+
+        async def drain() -> None:
+            nonlocal totals, pending
+            if pending is not None:
+                r = await pending
+                pending = None
+                totals = PutResult(totals.stored + r.stored, totals.duplicate + r.duplicate,
+                                   totals.stored_bytes + r.stored_bytes)
+
+        try:
+            async for batch in batches:
+                group.extend(batch)
+                size += sum(len(c.data) for c in batch)
+                if size >= PUT_GROUP:
+                    # One group is written while the next is received: at most two in memory.
+                    await drain()
+                    pending = asyncio.create_task(self._run(self.chunks.put, group))
+                    group, size = [], 0
+            await drain()
+            if group:
+                pending = asyncio.create_task(self._run(self.chunks.put, group))
+                await drain()
+        finally:
+            if pending is not None:
+                pending.cancel()
+        return totals
+
+    async def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
+        ids = list(ids)
+        step = max(1, GET_BATCH // (16 * 1024))
+        for start in range(0, len(ids), step):
+            for chunk in await self._run(self.chunks.get, ids[start:start + step]):
+                yield chunk
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    async def stat_blob(self, digest: str) -> BlobInfo | None:
+        return await self._run(self.blobs.stat, digest)
+
+    async def commit_blob(self, digest: str, recipe: Recipe) -> BlobInfo:
+        return await self._run(self.blobs.commit, digest, recipe)
+
+    async def get_recipe(self, digest: str) -> Recipe:
+        return await self._run(self.blobs.recipe, digest)
+
+    async def delete_blob(self, digest: str) -> bool:
+        return await self._run(self.blobs.delete, digest)
+
+    async def read_blob(self, digest: str, offset: int = 0, length: int | None = None
+                        ) -> AsyncIterator[bytes]:
+        recipe = await self.get_recipe(digest)
+        async for piece in self._read_recipe(recipe, offset, length):
+            yield piece
+
+    async def _read_recipe(self, recipe: Recipe, offset: int, length: int | None
+                           ) -> AsyncIterator[bytes]:
+        slices = recipe.slices(offset, length)  # raises OutOfRange before any byte
+        queue: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue(READ_AHEAD)
+
+        def assemble(group: list[ChunkSlice]) -> bytes:
+            raws = self.chunks.read_raw([s.chunk_id for s in group])
+            return b"".join(
+                raw if (s.start == 0 and s.end == len(raw)) else raw[s.start:s.end]
+                for s, raw in zip(group, raws, strict=True))
+
+        async def produce() -> None:
+            group: list[ChunkSlice] = []
+            size = 0
+            for s in slices:
+                group.append(s)
+                size += s.end - s.start
+                if size >= READ_PIECE:
+                    await queue.put(asyncio.create_task(self._run(assemble, group)))
+                    group, size = [], 0
+            if group:
+                await queue.put(asyncio.create_task(self._run(assemble, group)))
+            await queue.put(None)
+
+        producer = asyncio.create_task(produce())
+        try:
+            while (task := await queue.get()) is not None:
+                yield await task
+            await producer
+        finally:
+            producer.cancel()
+            while not queue.empty():
+                leftover = queue.get_nowait()
+                if leftover is not None:
+                    leftover.cancel()
+
+    # -- repositories, manifests, tags, referrers ----------------------------------------------
+
+    async def list_repositories(self, last: str = "", limit: int = 0) -> list[str]:
+        return await self._run(self.registry.list_repositories, last, limit)
+
+    async def link_blob(self, repository: str, digest: str) -> BlobInfo | None:
+        return await self._run(self.registry.link_blob, repository, digest)
+
+    async def stat_repository_blob(self, repository: str, digest: str) -> BlobInfo | None:
+        return await self._run(self.registry.stat_repository_blob, repository, digest)
+
+    async def unlink_blob(self, repository: str, digest: str) -> bool:
+        return await self._run(self.registry.unlink_blob, repository, digest)
+
+    async def put_manifest(self, repository: str, manifest: ManifestRecord,
+                           tags: Sequence[str] = (), references: Sequence[str] = ()) -> None:
+        await self._run(self.registry.put_manifest, repository, manifest, list(tags),
+                        list(references))
+
+    async def get_manifest(self, repository: str, reference: str) -> ManifestRecord | None:
+        return await self._run(self.registry.get_manifest, repository, reference)
+
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        return await self._run(self.registry.delete_manifest, repository, digest)
+
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        return await self._run(self.registry.delete_tag, repository, tag)
+
+    async def list_tags(self, repository: str, last: str = "", limit: int = 0
+                        ) -> list[str] | None:
+        return await self._run(self.registry.list_tags, repository, last, limit)
+
+    async def list_referrers(self, repository: str, subject: str) -> list[Descriptor]:
+        return await self._run(self.registry.list_referrers, repository, subject)
+
+    # -- uploads ------------------------------------------------------------------------------
+
+    async def create_upload(self, repository: str) -> UploadInfo:
+        return await self._run(self.uploads.create, repository)
+
+    async def get_upload(self, repository: str, upload_id: str) -> UploadInfo | None:
+        return await self._run(self.uploads.get, repository, upload_id)
+
+    async def append_upload(self, repository: str, upload_id: str, offset: int,
+                            part: Recipe) -> UploadInfo:
+        return await self._run(self.uploads.append, repository, upload_id, offset, part)
+
+    async def read_upload(self, repository: str, upload_id: str) -> AsyncIterator[bytes]:
+        recipe = await self._run(self.uploads.recipe, repository, upload_id)
+        async for piece in self._read_recipe(recipe, 0, None):
+            yield piece
+
+    async def finish_upload(self, repository: str, upload_id: str, digest: str) -> BlobInfo:
+        return await self._run(self.uploads.finish, repository, upload_id, digest)
+
+    async def cancel_upload(self, repository: str, upload_id: str) -> bool:
+        return await self._run(self.uploads.cancel, repository, upload_id)
+

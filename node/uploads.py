@@ -1,0 +1,133 @@
+"""Upload sessions: a blob being pushed, kept as the recipe parts appended so far.
+
+Sessions live in the node's index, not in a gateway's memory, so a push survives a
+gateway restart and can continue through another gateway. Each appended part holds
+references on its chunks, so nothing a session needs can be collected under it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import uuid
+
+import lmdb
+
+from node.api import BlobInfo, UploadInfo
+from node.blobs import EMPTY_DIGESTS, BlobStore
+from node.chunkstore import ChunkStore
+from node.digests import validate_digest
+from node.errors import InvalidArgument, NotFound, OutOfRange
+from node.index import Index, key
+from node.recipe import Recipe
+
+_PART = struct.Struct(">I")
+
+
+def _check_id(upload_id: str) -> bytes:
+    try:
+        return str(uuid.UUID(upload_id)).encode()
+    except ValueError:
+        raise NotFound(f"upload {upload_id[:80]!r} is unknown") from None
+
+
+class Uploads:
+    def __init__(self, index: Index, chunks: ChunkStore, blobs: BlobStore) -> None:
+        self._index = index
+        self._chunks = chunks
+        self._blobs = blobs
+        self._sessions = index.db("uploads")
+        self._parts = index.db("upload_parts")
+
+    def create(self, repository: str) -> UploadInfo:
+        info = UploadInfo(str(uuid.uuid4()), repository, 0, int(time.time() * 1000))
+        record = json.dumps({"repository": repository, "size": 0, "parts": 0,
+                             "started_at_ms": info.started_at_ms}).encode()
+        self._index.write(lambda txn: txn.put(info.id.encode(), record, db=self._sessions))
+        return info
+
+    def _load(self, txn: lmdb.Transaction, repository: str, upload_id: str
+              ) -> tuple[bytes, dict[str, int | str]]:
+        uid = _check_id(upload_id)
+        raw = txn.get(uid, db=self._sessions)
+        if raw is None:
+            raise NotFound(f"upload {upload_id} is unknown")
+        session: dict[str, int | str] = json.loads(raw)
+        if session["repository"] != repository:
+            raise NotFound(f"upload {upload_id} is unknown in {repository}")
+        return uid, session
+
+    @staticmethod
+    def _info(uid: bytes, session: dict[str, int | str]) -> UploadInfo:
+        return UploadInfo(uid.decode(), str(session["repository"]), int(session["size"]),
+                          int(session["started_at_ms"]))
+
+    def get(self, repository: str, upload_id: str) -> UploadInfo | None:
+        try:
+            uid, session = self._index.read(lambda txn: self._load(txn, repository, upload_id))
+        except NotFound:
+            return None
+        return self._info(uid, session)
+
+    def append(self, repository: str, upload_id: str, offset: int, part: Recipe) -> UploadInfo:
+        def run(txn: lmdb.Transaction) -> UploadInfo:
+            uid, session = self._load(txn, repository, upload_id)
+            if offset != session["size"]:
+                raise OutOfRange(
+                    f"append at {offset} but upload {upload_id} has {session['size']} bytes")
+            if part.ids:
+                self._chunks.add_refs(txn, part.ids, +1)
+                number = int(session["parts"])
+                txn.put(uid + b"\0" + _PART.pack(number), part.pack(), db=self._parts)
+                session["parts"] = number + 1
+                session["size"] = int(session["size"]) + part.size
+                txn.put(uid, json.dumps(session).encode(), db=self._sessions)
+            return self._info(uid, session)
+
+        return self._index.write(run)
+
+    def recipe(self, repository: str, upload_id: str) -> Recipe:
+        def run(txn: lmdb.Transaction) -> Recipe:
+            uid, _ = self._load(txn, repository, upload_id)
+            return Recipe.concat(Recipe.unpack(v) for _, v in
+                                 self._index.scan_prefix(txn, "upload_parts", uid + b"\0"))
+
+        return self._index.read(run)
+
+    def finish(self, repository: str, upload_id: str, digest: str) -> BlobInfo:
+        validate_digest(digest)
+
+        def run(txn: lmdb.Transaction) -> BlobInfo:
+            uid, _ = self._load(txn, repository, upload_id)
+            parts = list(self._index.scan_prefix(txn, "upload_parts", uid + b"\0"))
+            recipe = Recipe.concat(Recipe.unpack(v) for _, v in parts)
+            if not recipe.ids and digest not in EMPTY_DIGESTS:
+                raise InvalidArgument(f"an empty upload cannot be {digest}")
+            info = self._blobs.commit_in(txn, digest, recipe)
+            self._drop(txn, uid, recipe, [k for k, _ in parts])
+            txn.put(repository.encode(), b"", db=self._index.db("repositories"))
+            txn.put(key(repository, digest), b"", db=self._index.db("repo_blobs"))
+            return info
+
+        return self._index.write(run)
+
+    def cancel(self, repository: str, upload_id: str) -> bool:
+        def run(txn: lmdb.Transaction) -> bool:
+            try:
+                uid, _ = self._load(txn, repository, upload_id)
+            except NotFound:
+                return False
+            parts = list(self._index.scan_prefix(txn, "upload_parts", uid + b"\0"))
+            recipe = Recipe.concat(Recipe.unpack(v) for _, v in parts)
+            self._drop(txn, uid, recipe, [k for k, _ in parts])
+            return True
+
+        return self._index.write(run)
+
+    def _drop(self, txn: lmdb.Transaction, uid: bytes, recipe: Recipe,
+              part_keys: list[bytes]) -> None:
+        self._chunks.add_refs(txn, recipe.ids, -1)
+        for k in part_keys:
+            txn.delete(k, db=self._parts)
+        txn.delete(uid, db=self._sessions)
