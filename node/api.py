@@ -25,7 +25,7 @@ class Codec(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class StoredChunk:
-    """A chunk as it travels and rests: `id` is BLAKE3 of the decoded bytes."""
+    """A chunk as it travels and rests: `id` is SHA-256 of the decoded bytes."""
 
     id: bytes
     codec: Codec

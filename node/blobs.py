@@ -8,7 +8,7 @@ from node.api import BlobInfo
 from node.chunkstore import ChunkStore
 from node.digests import validate_digest
 from node.errors import InvalidArgument, NotFound
-from node.index import Index
+from node.index import Index, fetch
 from node.recipe import Recipe
 
 
@@ -19,14 +19,14 @@ class BlobStore:
         self._blobs = index.db("blobs")
 
     def stat(self, digest: str) -> BlobInfo | None:
-        packed = self._index.read(lambda txn: txn.get(digest.encode(), db=self._blobs))
+        packed = self._index.read(lambda txn: fetch(txn, digest.encode(), self._blobs))
         if packed is None:
             return None
         recipe = Recipe.unpack(packed)
         return BlobInfo(digest, recipe.size, len(recipe))
 
     def recipe(self, digest: str) -> Recipe:
-        packed = self._index.read(lambda txn: txn.get(digest.encode(), db=self._blobs))
+        packed = self._index.read(lambda txn: fetch(txn, digest.encode(), self._blobs))
         if packed is None:
             raise NotFound(f"blob {digest} is not stored")
         return Recipe.unpack(packed)
@@ -45,7 +45,7 @@ class BlobStore:
         return self._index.write(run)
 
     def commit_in(self, txn: lmdb.Transaction, digest: str, recipe: Recipe) -> BlobInfo:
-        existing = txn.get(digest.encode(), db=self._blobs)
+        existing = fetch(txn, digest.encode(), self._blobs)
         if existing is not None:
             old = Recipe.unpack(existing)
             return BlobInfo(digest, old.size, len(old))
@@ -55,7 +55,7 @@ class BlobStore:
 
     def delete(self, digest: str) -> bool:
         def run(txn: lmdb.Transaction) -> bool:
-            packed = txn.get(digest.encode(), db=self._blobs)
+            packed = fetch(txn, digest.encode(), self._blobs)
             if packed is None:
                 return False
             self._chunks.add_refs(txn, Recipe.unpack(packed).ids, -1)

@@ -6,14 +6,17 @@ were chosen by measurement (benchmarks/dedup.py): an average near 16 KiB keeps m
 the dedup that 8 KiB chunks find on successive releases of real software, at twice the
 throughput, while 64 KiB chunks lose a fifth of it.
 
-Chunk ids are BLAKE3 of the raw bytes: a cryptographic hash (ids are trusted across
-nodes and peers) that runs at about 1.7 GB/s on one core here, faster than SHA-256 with
-SHA-NI, and it keeps content addressing independent of the OCI digest algorithm.
+Chunk ids are SHA-256 of the raw bytes. BLAKE3 is faster on one core (1.7 GB/s against
+1.26 GB/s here, with SHA-NI), but its Python binding holds the GIL for small inputs while
+hashlib releases it, so SHA-256 of 16 KiB chunks runs on both cores at once (2.15 GB/s
+measured) and chunking, verifying and serving overlap. It is also the algorithm of OCI
+digests, so a one-chunk blob's chunk id is its digest, and there is one hash to trust.
 """
 
 from __future__ import annotations
 
-import blake3
+import hashlib
+
 from pyfastcdc.cy import FastCDC
 
 MIN_CHUNK = 4 * 1024
@@ -27,7 +30,7 @@ FEED_STEP = 1 << 20
 
 
 def chunk_id(raw: bytes | memoryview) -> bytes:
-    return blake3.blake3(raw).digest()
+    return hashlib.sha256(raw).digest()
 
 
 class StreamChunker:

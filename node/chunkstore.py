@@ -22,7 +22,7 @@ import lmdb
 from node.api import Codec, PutResult, StoredChunk
 from node.codec import decode
 from node.errors import DataLoss, InvalidArgument, NotFound
-from node.index import Index
+from node.index import Index, fetch
 from node.packs import Packs
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ class ChunkEntry:
 
 
 class ChunkStore:
-    def __init__(self, index: Index, packs: Packs) -> None:
+    def __init__(self, index: Index, packs: Packs, verify_puts: bool = True) -> None:
+        self._verify_puts = verify_puts
         self._index = index
         self._packs = packs
         self._chunks = index.db("chunks")
@@ -60,7 +61,7 @@ class ChunkStore:
 
     def has(self, ids: Sequence[bytes]) -> list[bool]:
         def run(txn: lmdb.Transaction) -> list[bool]:
-            return [txn.get(i, db=self._chunks) is not None for i in ids]
+            return [fetch(txn, i, self._chunks) is not None for i in ids]
 
         return self._index.read(run)
 
@@ -68,7 +69,7 @@ class ChunkStore:
         def run(txn: lmdb.Transaction) -> list[ChunkEntry | None]:
             out: list[ChunkEntry | None] = []
             for i in ids:
-                raw = txn.get(i, db=self._chunks)
+                raw = fetch(txn, i, self._chunks)
                 out.append(ChunkEntry.unpack(raw) if raw is not None else None)
             return out
 
@@ -92,10 +93,11 @@ class ChunkStore:
         for chunk, known in zip(chunks, present, strict=True):
             if known or chunk.id in fresh:
                 continue
-            try:
-                decode(chunk)
-            except DataLoss as exc:
-                raise InvalidArgument(f"rejected: {exc}") from None
+            if self._verify_puts:
+                try:
+                    decode(chunk)
+                except DataLoss as exc:
+                    raise InvalidArgument(f"rejected: {exc}") from None
             fresh[chunk.id] = chunk
         if not fresh:
             return PutResult(duplicate=len(chunks))
@@ -125,7 +127,7 @@ class ChunkStore:
         for i in ids:
             counts[i] = counts.get(i, 0) + delta
         for i, d in counts.items():
-            raw = txn.get(i, db=self._chunks)
+            raw = fetch(txn, i, self._chunks)
             if raw is None:
                 raise NotFound(f"chunk {i.hex()} is not stored")
             entry = ChunkEntry.unpack(raw)
@@ -180,6 +182,6 @@ class ChunkStore:
     def corrupt_chunks(self) -> dict[str, dict[str, object]]:
         def run(txn: lmdb.Transaction) -> dict[str, dict[str, object]]:
             cursor = txn.cursor(db=self._index.db("corrupt"))
-            return {k.hex(): json.loads(v) for k, v in cursor}
+            return {bytes(k).hex(): json.loads(bytes(v)) for k, v in cursor}
 
         return self._index.read(run)

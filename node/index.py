@@ -34,6 +34,12 @@ TABLES = (
 INITIAL_MAP_SIZE = 1 << 30
 
 
+def fetch(txn: lmdb.Transaction, k: bytes, db: Any) -> bytes | None:
+    """txn.get, typed: this environment never hands out buffers."""
+    value = txn.get(k, db=db)
+    return None if value is None else bytes(value)
+
+
 def key(*parts: str | bytes) -> bytes:
     """A composite key: parts joined by NUL, which no repository name, tag or digest has."""
     return b"\0".join(p.encode() if isinstance(p, str) else p for p in parts)
@@ -103,12 +109,13 @@ class Index:
         start = prefix + after
         if not cursor.set_range(start):
             return
-        for k, v in cursor:
+        for raw_k, raw_v in cursor:
+            k = bytes(raw_k)
             if not k.startswith(prefix):
                 break
             if after and k == start:
                 continue
-            yield k, v
+            yield k, bytes(raw_v)
 
     def size_on_disk(self) -> int:
         info = self.env.info()

@@ -30,24 +30,32 @@ from node.uploads import Uploads
 T = TypeVar("T")
 
 READ_PIECE = 1 << 20        # bytes handed to the caller per piece
-READ_AHEAD = 4              # pieces prepared ahead of the consumer
+READ_AHEAD = 2              # pieces prepared ahead of the consumer
 PUT_GROUP = 16 << 20        # chunk bytes written per fsync on the put path
 GET_BATCH = 1 << 20
 
 
 class LocalNode:
-    def __init__(self, data_dir: Path) -> None:
+    """A node's storage, called in-process.
+
+    `verify_puts` re-hashes every chunk handed to `put_chunks`. A node serving gRPC must
+    (its senders are other processes); in the embedded default the only sender is this
+    process's own chunker, which computed each id from the very bytes it hands over, so
+    the second hash would only halve ingest. Reads are always verified.
+    """
+
+    def __init__(self, data_dir: Path, verify_puts: bool = False) -> None:
         self.data_dir = data_dir
         self.index = Index(data_dir / "index")
         self.packs = Packs(data_dir / "packs")
-        self.chunks = ChunkStore(self.index, self.packs)
+        self.chunks = ChunkStore(self.index, self.packs, verify_puts=verify_puts)
         self.blobs = BlobStore(self.index, self.chunks)
         self.registry = Registry(self.index, self.blobs)
         self.uploads = Uploads(self.index, self.chunks, self.blobs)
 
     @classmethod
-    async def open(cls, data_dir: Path) -> LocalNode:
-        return await asyncio.to_thread(cls, data_dir)
+    async def open(cls, data_dir: Path, verify_puts: bool = False) -> LocalNode:
+        return await asyncio.to_thread(cls, data_dir, verify_puts)
 
     async def close(self) -> None:
         def shut() -> None:

@@ -12,7 +12,7 @@ from node.api import BlobInfo, Descriptor, ManifestRecord
 from node.blobs import BlobStore
 from node.digests import validate_digest
 from node.errors import FailedPrecondition, InvalidArgument
-from node.index import Index, key
+from node.index import Index, fetch, key
 
 MAX_LIST = 10_000
 
@@ -54,7 +54,7 @@ class Registry:
 
     def stat_repository_blob(self, repository: str, digest: str) -> BlobInfo | None:
         linked = self._index.read(
-            lambda txn: txn.get(key(repository, digest), db=self._db("repo_blobs")))
+            lambda txn: fetch(txn, key(repository, digest), self._db("repo_blobs")))
         return None if linked is None else self._blobs.stat(digest)
 
     def unlink_blob(self, repository: str, digest: str) -> bool:
@@ -76,8 +76,8 @@ class Registry:
 
         def run(txn: lmdb.Transaction) -> None:
             for ref in references:
-                if (txn.get(key(repository, ref), db=self._db("repo_blobs")) is None
-                        and txn.get(key(repository, ref), db=self._db("repo_manifests")) is None):
+                if (fetch(txn, key(repository, ref), self._db("repo_blobs")) is None
+                        and fetch(txn, key(repository, ref), self._db("repo_manifests")) is None):
                     raise FailedPrecondition(f"{ref} is not in repository {repository}")
             txn.put(repository.encode(), b"", db=self._db("repositories"))
             txn.put(manifest.digest.encode(), manifest.content, db=self._db("manifests"))
@@ -98,9 +98,9 @@ class Registry:
     def resolve(self, txn: lmdb.Transaction, repository: str, reference: str) -> str | None:
         """The manifest digest a tag or digest reference names in `repository`."""
         if _is_digest(reference):
-            found = txn.get(key(repository, reference), db=self._db("repo_manifests"))
+            found = fetch(txn, key(repository, reference), self._db("repo_manifests"))
             return reference if found is not None else None
-        digest = txn.get(key(repository, reference), db=self._db("tags"))
+        digest = fetch(txn, key(repository, reference), self._db("tags"))
         return digest.decode() if digest is not None else None
 
     def get_manifest(self, repository: str, reference: str) -> ManifestRecord | None:
@@ -108,8 +108,8 @@ class Registry:
             digest = self.resolve(txn, repository, reference)
             if digest is None:
                 return None
-            meta_raw = txn.get(key(repository, digest), db=self._db("repo_manifests"))
-            content = txn.get(digest.encode(), db=self._db("manifests"))
+            meta_raw = fetch(txn, key(repository, digest), self._db("repo_manifests"))
+            content = fetch(txn, digest.encode(), self._db("manifests"))
             if meta_raw is None or content is None:
                 return None
             meta = json.loads(meta_raw)
@@ -123,7 +123,7 @@ class Registry:
             raise InvalidArgument("manifests are deleted by digest")
 
         def run(txn: lmdb.Transaction) -> bool:
-            meta_raw = txn.get(key(repository, digest), db=self._db("repo_manifests"))
+            meta_raw = fetch(txn, key(repository, digest), self._db("repo_manifests"))
             if meta_raw is None:
                 return False
             meta = json.loads(meta_raw)
@@ -144,7 +144,7 @@ class Registry:
 
     def list_tags(self, repository: str, last: str, limit: int) -> list[str] | None:
         def run(txn: lmdb.Transaction) -> list[str] | None:
-            if txn.get(repository.encode(), db=self._db("repositories")) is None:
+            if fetch(txn, repository.encode(), self._db("repositories")) is None:
                 return None
             prefix = key(repository, b"")
             tags = []

@@ -19,7 +19,7 @@ from node.blobs import EMPTY_DIGESTS, BlobStore
 from node.chunkstore import ChunkStore
 from node.digests import validate_digest
 from node.errors import InvalidArgument, NotFound, OutOfRange
-from node.index import Index, key
+from node.index import Index, fetch, key
 from node.recipe import Recipe
 
 _PART = struct.Struct(">I")
@@ -50,7 +50,7 @@ class Uploads:
     def _load(self, txn: lmdb.Transaction, repository: str, upload_id: str
               ) -> tuple[bytes, dict[str, int | str]]:
         uid = _check_id(upload_id)
-        raw = txn.get(uid, db=self._sessions)
+        raw = fetch(txn, uid, self._sessions)
         if raw is None:
             raise NotFound(f"upload {upload_id} is unknown")
         session: dict[str, int | str] = json.loads(raw)

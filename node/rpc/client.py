@@ -1,0 +1,222 @@
+"""`RemoteNode`: the node's client API over gRPC.
+
+Every unary call has a deadline; bulk streams have a longer one (a multi-GiB layer takes
+minutes on a slow link) and HTTP/2 keepalive to notice a dead peer sooner. Transport
+failures surface as node.errors.Unavailable, so a caller can try another node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+
+from node.api import (
+    BlobInfo,
+    Descriptor,
+    ManifestRecord,
+    PutResult,
+    StoredChunk,
+    UploadInfo,
+)
+from node.errors import NodeError, NotFound
+from node.recipe import Recipe
+from node.rpc import convert
+from node.rpc.options import GRPC_OPTIONS
+from node.rpc.status import error_of
+from shoal.v1 import (
+    blobs_pb2,
+    blobs_pb2_grpc,
+    chunks_pb2,
+    chunks_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+)
+
+UNARY_DEADLINE = 30.0
+STREAM_DEADLINE = 3600.0
+
+
+def _raise(exc: grpc.aio.AioRpcError) -> NodeError:
+    return error_of(exc.code(), exc.details() or "")
+
+
+class RemoteNode:
+    def __init__(self, target: str, unary_deadline: float = UNARY_DEADLINE,
+                 stream_deadline: float = STREAM_DEADLINE) -> None:
+        self.target = target
+        self._channel = grpc.aio.insecure_channel(target, options=GRPC_OPTIONS)
+        self._chunks = chunks_pb2_grpc.ChunkStoreStub(self._channel)
+        self._blobs = blobs_pb2_grpc.BlobsStub(self._channel)
+        self._registry = registry_pb2_grpc.RegistryStub(self._channel)
+        self._unary = unary_deadline
+        self._stream = stream_deadline
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, timeout=self._unary)
+        except grpc.aio.AioRpcError as exc:
+            raise _raise(exc) from None
+
+    async def _stream_from(self, method: Any, request: Any) -> AsyncIterator[Any]:
+        call = method(request, timeout=self._stream)
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            raise _raise(exc) from None
+        finally:
+            call.cancel()
+
+    # -- chunks ---------------------------------------------------------------------------
+
+    async def has_chunks(self, ids: Sequence[bytes]) -> list[bool]:
+        reply = await self._call(self._chunks.Has,
+                                 chunks_pb2.HasChunksRequest(ids=b"".join(ids)))
+        return convert.unbitmap(reply.present, len(ids))
+
+    async def put_chunks(self, batches: AsyncIterable[Sequence[StoredChunk]]) -> PutResult:
+        async def requests() -> AsyncIterator[chunks_pb2.PutChunksRequest]:
+            async for batch in batches:
+                yield chunks_pb2.PutChunksRequest(chunks=[convert.chunk_to_pb(c) for c in batch])
+
+        try:
+            reply = await self._chunks.Put(requests(), timeout=self._stream)
+        except grpc.aio.AioRpcError as exc:
+            raise _raise(exc) from None
+        return PutResult(reply.stored, reply.duplicate, reply.stored_bytes)
+
+    async def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
+        request = chunks_pb2.GetChunksRequest(ids=b"".join(ids))
+        async for message in self._stream_from(self._chunks.Get, request):
+            for chunk in message.chunks:
+                yield convert.chunk_from_pb(chunk)
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    async def stat_blob(self, digest: str) -> BlobInfo | None:
+        try:
+            reply = await self._call(self._blobs.Stat, blobs_pb2.StatBlobRequest(digest=digest))
+        except NotFound:
+            return None
+        return convert.blob_from_pb(reply)
+
+    async def commit_blob(self, digest: str, recipe: Recipe) -> BlobInfo:
+        request = blobs_pb2.CommitBlobRequest(digest=digest, recipe=convert.recipe_to_pb(recipe))
+        return convert.blob_from_pb(await self._call(self._blobs.Commit, request))
+
+    async def read_blob(self, digest: str, offset: int = 0, length: int | None = None
+                        ) -> AsyncIterator[bytes]:
+        request = blobs_pb2.ReadBlobRequest(digest=digest, offset=offset, length=length or 0)
+        if length == 0:
+            return
+        async for message in self._stream_from(self._blobs.Read, request):
+            yield message.data
+
+    async def delete_blob(self, digest: str) -> bool:
+        reply = await self._call(self._blobs.Delete, blobs_pb2.DeleteBlobRequest(digest=digest))
+        return bool(reply.deleted)
+
+    async def get_recipe(self, digest: str) -> Recipe:
+        reply = await self._call(self._blobs.GetRecipe, blobs_pb2.GetRecipeRequest(digest=digest))
+        return convert.recipe_from_pb(reply)
+
+    # -- registry ---------------------------------------------------------------------------
+
+    async def list_repositories(self, last: str = "", limit: int = 0) -> list[str]:
+        reply = await self._call(self._registry.ListRepositories,
+                                 registry_pb2.ListRequest(last=last, limit=limit))
+        return list(reply.names)
+
+    async def _link(self, method: Any, repository: str, digest: str) -> BlobInfo | None:
+        reply = await self._call(method, registry_pb2.BlobLinkRequest(repository=repository,
+                                                                       digest=digest))
+        return convert.blob_from_pb(reply.blob) if reply.ok else None
+
+    async def link_blob(self, repository: str, digest: str) -> BlobInfo | None:
+        return await self._link(self._registry.LinkBlob, repository, digest)
+
+    async def stat_repository_blob(self, repository: str, digest: str) -> BlobInfo | None:
+        return await self._link(self._registry.StatRepositoryBlob, repository, digest)
+
+    async def unlink_blob(self, repository: str, digest: str) -> bool:
+        reply = await self._call(self._registry.UnlinkBlob,
+                                 registry_pb2.BlobLinkRequest(repository=repository,
+                                                              digest=digest))
+        return bool(reply.deleted)
+
+    async def put_manifest(self, repository: str, manifest: ManifestRecord,
+                           tags: Sequence[str] = (), references: Sequence[str] = ()) -> None:
+        await self._call(self._registry.PutManifest, registry_pb2.PutManifestRequest(
+            repository=repository, manifest=convert.manifest_to_pb(manifest), tags=list(tags),
+            references=list(references)))
+
+    async def get_manifest(self, repository: str, reference: str) -> ManifestRecord | None:
+        try:
+            reply = await self._call(self._registry.GetManifest, registry_pb2.GetManifestRequest(
+                repository=repository, reference=reference))
+        except NotFound:
+            return None
+        return convert.manifest_from_pb(reply)
+
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        reply = await self._call(self._registry.DeleteManifest, registry_pb2.DeleteRequest(
+            repository=repository, reference=digest))
+        return bool(reply.deleted)
+
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        reply = await self._call(self._registry.DeleteTag, registry_pb2.DeleteRequest(
+            repository=repository, reference=tag))
+        return bool(reply.deleted)
+
+    async def list_tags(self, repository: str, last: str = "", limit: int = 0
+                        ) -> list[str] | None:
+        reply = await self._call(self._registry.ListTags, registry_pb2.ListRequest(
+            repository=repository, last=last, limit=limit))
+        return list(reply.names) if reply.repository_known else None
+
+    async def list_referrers(self, repository: str, subject: str) -> list[Descriptor]:
+        reply = await self._call(self._registry.ListReferrers, registry_pb2.ListReferrersRequest(
+            repository=repository, subject=subject))
+        return [convert.descriptor_from_pb(d) for d in reply.referrers]
+
+    # -- uploads ----------------------------------------------------------------------------
+
+    async def create_upload(self, repository: str) -> UploadInfo:
+        reply = await self._call(self._registry.CreateUpload,
+                                 registry_pb2.CreateUploadRequest(repository=repository))
+        return convert.upload_from_pb(reply)
+
+    async def get_upload(self, repository: str, upload_id: str) -> UploadInfo | None:
+        try:
+            reply = await self._call(self._registry.GetUpload,
+                                     registry_pb2.UploadRef(repository=repository, id=upload_id))
+        except NotFound:
+            return None
+        return convert.upload_from_pb(reply)
+
+    async def append_upload(self, repository: str, upload_id: str, offset: int,
+                            part: Recipe) -> UploadInfo:
+        reply = await self._call(self._registry.AppendUpload, registry_pb2.AppendUploadRequest(
+            repository=repository, id=upload_id, offset=offset, part=convert.recipe_to_pb(part)))
+        return convert.upload_from_pb(reply)
+
+    async def read_upload(self, repository: str, upload_id: str) -> AsyncIterator[bytes]:
+        request = registry_pb2.UploadRef(repository=repository, id=upload_id)
+        async for message in self._stream_from(self._registry.ReadUpload, request):
+            yield message.data
+
+    async def finish_upload(self, repository: str, upload_id: str, digest: str) -> BlobInfo:
+        reply = await self._call(self._registry.FinishUpload, registry_pb2.FinishUploadRequest(
+            repository=repository, id=upload_id, digest=digest))
+        return convert.blob_from_pb(reply)
+
+    async def cancel_upload(self, repository: str, upload_id: str) -> bool:
+        reply = await self._call(self._registry.CancelUpload,
+                                 registry_pb2.UploadRef(repository=repository, id=upload_id))
+        return bool(reply.deleted)
+

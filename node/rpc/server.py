@@ -1,0 +1,288 @@
+"""The node's gRPC services, each a thin translation onto a LocalNode.
+
+Bulk streams carry about 1 MiB per message (many small chunks packed together: 64 KiB
+messages halve throughput), and each stream holds at most a few messages in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from node.api import StoredChunk
+from node.errors import NodeError, NotFound
+from node.local import LocalNode
+from node.rpc import convert
+from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
+from node.rpc.status import status_of
+from shoal.v1 import (
+    blobs_pb2,
+    blobs_pb2_grpc,
+    chunks_pb2,
+    chunks_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+
+R = TypeVar("R")
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+async def _abort(context: Ctx, exc: BaseException) -> None:
+    if isinstance(exc, NodeError):
+        await context.abort(status_of(exc), str(exc))
+    log.exception("unexpected error in a node call")
+    await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+def unary(fn: Callable[[Any, Any, Ctx], Awaitable[R]]) -> Callable[[Any, Any, Ctx], Awaitable[R]]:
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: Ctx) -> R:
+        try:
+            return await fn(self, request, context)
+        except (NodeError, ValueError, OSError) as exc:
+            await _abort(context, exc)
+            raise AssertionError("unreachable") from None
+
+    return wrapper
+
+
+def streaming(fn: Callable[[Any, Any, Ctx], AsyncIterator[R]]
+              ) -> Callable[[Any, Any, Ctx], AsyncIterator[R]]:
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: Ctx) -> AsyncIterator[R]:
+        try:
+            async for item in fn(self, request, context):
+                yield item
+        except (NodeError, ValueError, OSError) as exc:
+            await _abort(context, exc)
+
+    return wrapper
+
+
+class ChunkStoreService(chunks_pb2_grpc.ChunkStoreServicer):
+    def __init__(self, node: LocalNode) -> None:
+        self.node = node
+
+    @unary
+    async def Has(self, request: chunks_pb2.HasChunksRequest, context: Ctx
+                  ) -> chunks_pb2.HasChunksResponse:
+        flags = await self.node.has_chunks(convert.split_ids(request.ids))
+        return chunks_pb2.HasChunksResponse(present=convert.bitmap(flags))
+
+    @unary
+    async def Put(self, request_iterator: AsyncIterator[chunks_pb2.PutChunksRequest],
+                  context: Ctx) -> chunks_pb2.PutChunksResponse:
+        async def batches() -> AsyncIterator[Sequence[StoredChunk]]:
+            async for message in request_iterator:
+                yield [convert.chunk_from_pb(c) for c in message.chunks]
+
+        result = await self.node.put_chunks(batches())
+        return chunks_pb2.PutChunksResponse(stored=result.stored, duplicate=result.duplicate,
+                                            stored_bytes=result.stored_bytes)
+
+    @streaming
+    async def Get(self, request: chunks_pb2.GetChunksRequest, context: Ctx
+                  ) -> AsyncIterator[chunks_pb2.GetChunksResponse]:
+        batch: list[chunks_pb2.Chunk] = []
+        size = 0
+        async for chunk in self.node.get_chunks(convert.split_ids(request.ids)):
+            batch.append(convert.chunk_to_pb(chunk))
+            size += len(chunk.data)
+            if size >= MESSAGE_BYTES:
+                yield chunks_pb2.GetChunksResponse(chunks=batch)
+                batch, size = [], 0
+        if batch:
+            yield chunks_pb2.GetChunksResponse(chunks=batch)
+
+
+class BlobsService(blobs_pb2_grpc.BlobsServicer):
+    def __init__(self, node: LocalNode) -> None:
+        self.node = node
+
+    @unary
+    async def Stat(self, request: blobs_pb2.StatBlobRequest, context: Ctx) -> blobs_pb2.BlobInfo:
+        info = await self.node.stat_blob(request.digest)
+        if info is None:
+            raise NotFound(f"blob {request.digest} is not stored")
+        return convert.blob_to_pb(info)
+
+    @unary
+    async def Commit(self, request: blobs_pb2.CommitBlobRequest, context: Ctx
+                     ) -> blobs_pb2.BlobInfo:
+        recipe = convert.recipe_from_pb(request.recipe)
+        return convert.blob_to_pb(await self.node.commit_blob(request.digest, recipe))
+
+    @streaming
+    async def Read(self, request: blobs_pb2.ReadBlobRequest, context: Ctx
+                   ) -> AsyncIterator[blobs_pb2.ReadBlobResponse]:
+        length = request.length or None
+        async for piece in self.node.read_blob(request.digest, request.offset, length):
+            yield blobs_pb2.ReadBlobResponse(data=piece)
+
+    @unary
+    async def Delete(self, request: blobs_pb2.DeleteBlobRequest, context: Ctx
+                     ) -> blobs_pb2.DeleteBlobResponse:
+        return blobs_pb2.DeleteBlobResponse(deleted=await self.node.delete_blob(request.digest))
+
+    @unary
+    async def GetRecipe(self, request: blobs_pb2.GetRecipeRequest, context: Ctx
+                        ) -> blobs_pb2.Recipe:
+        return convert.recipe_to_pb(await self.node.get_recipe(request.digest))
+
+
+class RegistryService(registry_pb2_grpc.RegistryServicer):
+    def __init__(self, node: LocalNode) -> None:
+        self.node = node
+
+    @unary
+    async def ListRepositories(self, request: registry_pb2.ListRequest, context: Ctx
+                               ) -> registry_pb2.NameList:
+        names = await self.node.list_repositories(request.last, request.limit)
+        return registry_pb2.NameList(names=names, repository_known=True)
+
+    @unary
+    async def LinkBlob(self, request: registry_pb2.BlobLinkRequest, context: Ctx
+                       ) -> registry_pb2.BlobLinkResponse:
+        info = await self.node.link_blob(request.repository, request.digest)
+        return _link_response(info)
+
+    @unary
+    async def StatRepositoryBlob(self, request: registry_pb2.BlobLinkRequest, context: Ctx
+                                 ) -> registry_pb2.BlobLinkResponse:
+        info = await self.node.stat_repository_blob(request.repository, request.digest)
+        return _link_response(info)
+
+    @unary
+    async def UnlinkBlob(self, request: registry_pb2.BlobLinkRequest, context: Ctx
+                         ) -> registry_pb2.DeleteResponse:
+        done = await self.node.unlink_blob(request.repository, request.digest)
+        return registry_pb2.DeleteResponse(deleted=done)
+
+    @unary
+    async def PutManifest(self, request: registry_pb2.PutManifestRequest, context: Ctx
+                          ) -> registry_pb2.PutManifestResponse:
+        await self.node.put_manifest(request.repository, convert.manifest_from_pb(request.manifest),
+                                     list(request.tags), list(request.references))
+        return registry_pb2.PutManifestResponse()
+
+    @unary
+    async def GetManifest(self, request: registry_pb2.GetManifestRequest, context: Ctx
+                          ) -> registry_pb2.Manifest:
+        manifest = await self.node.get_manifest(request.repository, request.reference)
+        if manifest is None:
+            raise NotFound(f"manifest {request.reference} is unknown in {request.repository}")
+        return convert.manifest_to_pb(manifest)
+
+    @unary
+    async def DeleteManifest(self, request: registry_pb2.DeleteRequest, context: Ctx
+                             ) -> registry_pb2.DeleteResponse:
+        done = await self.node.delete_manifest(request.repository, request.reference)
+        return registry_pb2.DeleteResponse(deleted=done)
+
+    @unary
+    async def DeleteTag(self, request: registry_pb2.DeleteRequest, context: Ctx
+                        ) -> registry_pb2.DeleteResponse:
+        done = await self.node.delete_tag(request.repository, request.reference)
+        return registry_pb2.DeleteResponse(deleted=done)
+
+    @unary
+    async def ListTags(self, request: registry_pb2.ListRequest, context: Ctx
+                       ) -> registry_pb2.NameList:
+        tags = await self.node.list_tags(request.repository, request.last, request.limit)
+        return registry_pb2.NameList(names=tags or [], repository_known=tags is not None)
+
+    @unary
+    async def ListReferrers(self, request: registry_pb2.ListReferrersRequest, context: Ctx
+                            ) -> registry_pb2.ReferrerList:
+        found = await self.node.list_referrers(request.repository, request.subject)
+        return registry_pb2.ReferrerList(referrers=[convert.descriptor_to_pb(d) for d in found])
+
+    @unary
+    async def CreateUpload(self, request: registry_pb2.CreateUploadRequest, context: Ctx
+                           ) -> registry_pb2.Upload:
+        return convert.upload_to_pb(await self.node.create_upload(request.repository))
+
+    @unary
+    async def GetUpload(self, request: registry_pb2.UploadRef, context: Ctx
+                        ) -> registry_pb2.Upload:
+        info = await self.node.get_upload(request.repository, request.id)
+        if info is None:
+            raise NotFound(f"upload {request.id} is unknown")
+        return convert.upload_to_pb(info)
+
+    @unary
+    async def AppendUpload(self, request: registry_pb2.AppendUploadRequest, context: Ctx
+                           ) -> registry_pb2.Upload:
+        info = await self.node.append_upload(request.repository, request.id, request.offset,
+                                             convert.recipe_from_pb(request.part))
+        return convert.upload_to_pb(info)
+
+    @streaming
+    async def ReadUpload(self, request: registry_pb2.UploadRef, context: Ctx
+                         ) -> AsyncIterator[blobs_pb2.ReadBlobResponse]:
+        async for piece in self.node.read_upload(request.repository, request.id):
+            yield blobs_pb2.ReadBlobResponse(data=piece)
+
+    @unary
+    async def FinishUpload(self, request: registry_pb2.FinishUploadRequest, context: Ctx
+                           ) -> blobs_pb2.BlobInfo:
+        info = await self.node.finish_upload(request.repository, request.id, request.digest)
+        return convert.blob_to_pb(info)
+
+    @unary
+    async def CancelUpload(self, request: registry_pb2.UploadRef, context: Ctx
+                           ) -> registry_pb2.DeleteResponse:
+        done = await self.node.cancel_upload(request.repository, request.id)
+        return registry_pb2.DeleteResponse(deleted=done)
+
+
+def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
+    if info is None:
+        return registry_pb2.BlobLinkResponse(ok=False)
+    return registry_pb2.BlobLinkResponse(ok=True, blob=convert.blob_to_pb(info))
+
+
+async def start_server(node: LocalNode, listen: str) -> tuple[grpc.aio.Server, int]:
+    """Serve `node` on `listen` (host:port; port 0 picks one); returns the server and port."""
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    chunks_pb2_grpc.add_ChunkStoreServicer_to_server(ChunkStoreService(node), server)
+    blobs_pb2_grpc.add_BlobsServicer_to_server(BlobsService(node), server)
+    registry_pb2_grpc.add_RegistryServicer_to_server(RegistryService(node), server)
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # no stub
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    for service in ("", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry"):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    return server, port
+
+
+async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
+                     ready: Callable[[int], None] | None = None) -> None:
+    """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds."""
+    node = await LocalNode.open(data_dir, verify_puts=True)
+    server, port = await start_server(node, listen)
+    log.info("node serving %s on port %d", data_dir, port)
+    if ready is not None:
+        ready(port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("node stopping: draining calls for up to %.0f s", grace)
+    await server.stop(grace)
+    await node.close()

@@ -1,0 +1,117 @@
+"""The `shoal` command: one binary for the embedded registry, storage nodes and gateways."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import uvloop
+
+DEFAULT_DATA = Path("shoal-data")
+DEFAULT_LISTEN = "127.0.0.1:5000"
+DEFAULT_NODE_LISTEN = "127.0.0.1:7400"
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shoal",
+        description="Shoal: a deduplicating, distributed container registry.",
+    )
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run a single-node registry: storage and the OCI gateway in one process",
+        description="Run the embedded default: one storage node and the OCI gateway in one "
+                    "process, data in a local folder. `docker push localhost:5000/name` "
+                    "works against it as is.")
+    serve.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                       help=f"data folder (default: ./{DEFAULT_DATA})")
+    serve.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
+                       help=f"HTTP address of the registry (default: {DEFAULT_LISTEN})")
+
+    node = commands.add_parser(
+        "node", help="run a storage node serving gRPC",
+        description="Run a storage node: chunk store, blobs and registry metadata over gRPC.")
+    node.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                      help=f"data folder (default: ./{DEFAULT_DATA})")
+    node.add_argument("--listen", default=DEFAULT_NODE_LISTEN,
+                      help=f"gRPC address (default: {DEFAULT_NODE_LISTEN}; port 0 picks one)")
+    node.add_argument("--port-file", type=Path,
+                      help="write the port actually bound to this file once serving")
+
+    gateway = commands.add_parser(
+        "gateway", help="run an OCI gateway in front of a storage node",
+        description="Run the OCI distribution HTTP gateway, storing through a node over gRPC.")
+    gateway.add_argument("--node", required=True, help="gRPC address of the storage node")
+    gateway.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
+                         help=f"HTTP address (default: {DEFAULT_LISTEN})")
+    return parser
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _serve(data: Path, listen: tuple[str, int]) -> None:
+    from gateway.server import run_gateway
+    from node.local import LocalNode
+
+    node = await LocalNode.open(data)
+    try:
+        await run_gateway(node, listen[0], listen[1], _until_signalled())
+    finally:
+        await node.close()
+
+
+async def _node(data: Path, listen: str, port_file: Path | None) -> None:
+    from node.rpc.server import serve_node
+
+    def ready(port: int) -> None:
+        if port_file is not None:
+            port_file.write_text(f"{port}\n")
+
+    await serve_node(data, listen, ready=ready)
+
+
+async def _gateway(target: str, listen: tuple[str, int]) -> None:
+    from gateway.server import run_gateway
+    from node.rpc.client import RemoteNode
+
+    remote = RemoteNode(target)
+    try:
+        await run_gateway(remote, listen[0], listen[1], _until_signalled())
+    finally:
+        await remote.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        logging.getLogger(__name__).info("registry on http://%s:%d, data in %s",
+                                         *args.listen, args.data.resolve())
+        uvloop.run(_serve(args.data, args.listen))
+    elif args.command == "node":
+        uvloop.run(_node(args.data, args.listen, args.port_file))
+    elif args.command == "gateway":
+        uvloop.run(_gateway(args.node, args.listen))
+    return 0
