@@ -25,12 +25,13 @@ class Codec(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class StoredChunk:
-    """A chunk as it travels and rests: `id` is SHA-256 of the decoded bytes."""
+    """A chunk as it travels and rests: `id` is SHA-256 of the decoded bytes. `data` may
+    be a memoryview into a larger buffer, so chunking copies nothing."""
 
     id: bytes
     codec: Codec
     raw_length: int
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,17 +34,18 @@ class _ChunkPipe:
         self._probe = CompressionProbe()
         self._digester = digester
 
-    def _encode(self, data: bytes | None) -> list[StoredChunk]:
-        if data is None:
+    def _encode(self, pieces: list[bytes] | None) -> list[StoredChunk]:
+        if pieces is None:
             raws = self._chunker.finish()
         else:
             if self._digester is not None:
-                self._digester.update(data)
-            raws = self._chunker.feed(data)
+                for piece in pieces:
+                    self._digester.update(piece)
+            raws = self._chunker.feed(*pieces)
         return [self._probe.encode(raw) for raw in raws]
 
-    async def feed(self, data: bytes) -> list[StoredChunk]:
-        return await asyncio.to_thread(self._encode, data)
+    async def feed(self, pieces: list[bytes]) -> list[StoredChunk]:
+        return await asyncio.to_thread(self._encode, pieces)
 
     async def finish(self) -> list[StoredChunk]:
         return await asyncio.to_thread(self._encode, None)
@@ -110,30 +111,53 @@ async def append_stream(api: NodeAPI, repository: str, upload_id: str, offset: i
     part already appended; `digester`, fed every byte read, is then ahead of the session
     and must be discarded by the caller.
     """
-    session = await api.get_upload(repository, upload_id)
-    if session is None:
+    found = await api.get_upload(repository, upload_id)
+    if found is None:
         raise NotFound(f"upload {upload_id} is unknown")
+    session = found
     if session.size != offset:
         raise OutOfRange(f"upload {upload_id} has {session.size} bytes, not {offset}")
     pipe = _ChunkPipe(digester)
     part = _PartWriter(api)
-    pending = bytearray()
+    # The previous part commits (fsync, index) while the next one is being cut and sent;
+    # parts are appended strictly in order, so at most one commit is outstanding.
+    committing: asyncio.Task[UploadInfo] | None = None
+    pending: list[bytes] = []
+    pending_size = 0
+
+    async def rotate(last: bool) -> None:
+        nonlocal session, committing, part
+        previous = committing
+        finished = part
+        if not last:
+            part = _PartWriter(api)
+
+        async def commit() -> UploadInfo:
+            base = await previous if previous is not None else session
+            return await _append(api, base, finished)
+
+        committing = asyncio.create_task(commit())
+
     try:
         async for data in body:
-            pending += data
-            if len(pending) < STEP:
+            pending.append(data)
+            pending_size += len(data)
+            if pending_size < STEP:
                 continue
-            await part.add(await pipe.feed(bytes(pending)))
-            pending.clear()
+            await part.add(await pipe.feed(pending))
+            pending, pending_size = [], 0
             if part.size >= PART:
-                session = await _append(api, session, part)
-                part = _PartWriter(api)
+                await rotate(last=False)
         if pending:
-            await part.add(await pipe.feed(bytes(pending)))
+            await part.add(await pipe.feed(pending))
         await part.add(await pipe.finish())
-        session = await _append(api, session, part)
+        await rotate(last=True)
+        assert committing is not None
+        session = await committing
     except BaseException:
         part.abort()
+        if committing is not None:
+            committing.cancel()
         raise
     return session
 

@@ -44,12 +44,19 @@ class BlobStore:
 
         return self._index.write(run)
 
-    def commit_in(self, txn: lmdb.Transaction, digest: str, recipe: Recipe) -> BlobInfo:
+    def commit_in(self, txn: lmdb.Transaction, digest: str, recipe: Recipe,
+                  refs_held: bool = False) -> BlobInfo:
+        """Commit inside the caller's transaction. With `refs_held`, the caller already
+        holds one reference per recipe entry (an upload session's) and hands them over:
+        to the new blob, or dropped when the blob already exists."""
         existing = fetch(txn, digest.encode(), self._blobs)
         if existing is not None:
+            if refs_held:
+                self._chunks.add_refs(txn, recipe.ids, -1)
             old = Recipe.unpack(existing)
             return BlobInfo(digest, old.size, len(old))
-        self._chunks.add_refs(txn, recipe.ids, +1)
+        if not refs_held:
+            self._chunks.add_refs(txn, recipe.ids, +1)
         txn.put(digest.encode(), recipe.pack(), db=self._blobs)
         return BlobInfo(digest, recipe.size, len(recipe))
 

@@ -35,33 +35,38 @@ def chunk_id(raw: bytes | memoryview) -> bytes:
 
 class StreamChunker:
     """Cuts a stream fed in pieces of any size into the chunks FastCDC would cut from the
-    whole stream at once."""
+    whole stream at once.
+
+    Chunks are memoryviews into one buffer per feed: no copy per chunk. They stay valid
+    (the buffer is immutable bytes) for as long as anyone holds them.
+    """
 
     def __init__(self, avg_size: int = AVG_CHUNK, min_size: int = MIN_CHUNK,
                  max_size: int = MAX_CHUNK) -> None:
         self._cdc = FastCDC(avg_size, min_size=min_size, max_size=max_size)
-        self._pending = bytearray()
+        self._tail = b""
 
     @property
     def pending(self) -> int:
         """Bytes fed but not yet emitted in a chunk."""
-        return len(self._pending)
+        return len(self._tail)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
-        """Chunks completed by `data`. The last cut of a buffer is provisional (more data
+    def feed(self, *pieces: bytes | bytearray | memoryview) -> list[memoryview]:
+        """Chunks completed by `pieces`. The last cut of a buffer is provisional (more data
         could move it), so it stays pending until more arrives or `finish` is called."""
-        self._pending += data
-        if len(self._pending) < FEED_STEP:
+        buf = b"".join((self._tail, *pieces))
+        if len(buf) < FEED_STEP:
+            self._tail = buf
             return []
-        chunks = [bytes(c.data) for c in self._cdc.cut_buf(self._pending)]
-        tail = chunks.pop()
-        del self._pending[: len(self._pending) - len(tail)]
+        view = memoryview(buf)
+        chunks = [view[c.offset:c.offset + c.length] for c in self._cdc.cut_buf(buf)]
+        self._tail = bytes(chunks.pop())
         return chunks
 
-    def finish(self) -> list[bytes]:
+    def finish(self) -> list[memoryview]:
         """Every pending byte as final chunks; the chunker is then empty and reusable."""
-        if not self._pending:
+        buf, self._tail = self._tail, b""
+        if not buf:
             return []
-        chunks = [bytes(c.data) for c in self._cdc.cut_buf(self._pending)]
-        self._pending.clear()
-        return chunks
+        view = memoryview(buf)
+        return [view[c.offset:c.offset + c.length] for c in self._cdc.cut_buf(buf)]

@@ -50,9 +50,76 @@ class ChunkEntry:
         return cls(pack, offset, stored, length, Codec(codec), refs)
 
 
+class PutBatch:
+    """Chunks written as one durable step: any number of `write`s, then `commit`.
+
+    Bytes are appended to packs as they come (the kernel writes them back meanwhile) and
+    fsynced once, in `commit`, just before the one index transaction that makes them
+    visible; fsyncing every few MiB instead costs a fifth of the disk's throughput here.
+    """
+
+    def __init__(self, store: ChunkStore) -> None:
+        self._store = store
+        self._pending: dict[bytes, ChunkEntry] = {}
+        self._seen = 0
+        self._stored_bytes = 0
+
+    def write(self, chunks: Sequence[StoredChunk]) -> None:
+        """Verify and append `chunks`. InvalidArgument for a chunk whose bytes do not match
+        its id: nothing of this call's chunks is then written."""
+        store = self._store
+        for chunk in chunks:
+            if len(chunk.id) != 32:
+                raise InvalidArgument(f"chunk id of {len(chunk.id)} bytes, expected 32")
+            if chunk.raw_length > MAX_CHUNK_BYTES or len(chunk.data) > MAX_CHUNK_BYTES:
+                raise InvalidArgument(f"chunk {chunk.id.hex()} over {MAX_CHUNK_BYTES} bytes")
+        self._seen += len(chunks)
+        present = store.has([c.id for c in chunks])
+        fresh: dict[bytes, StoredChunk] = {}
+        for chunk, known in zip(chunks, present, strict=True):
+            if known or chunk.id in fresh or chunk.id in self._pending:
+                continue
+            if store.verify_puts:
+                try:
+                    decode(chunk)
+                except DataLoss as exc:
+                    raise InvalidArgument(f"rejected: {exc}") from None
+            fresh[chunk.id] = chunk
+        todo = list(fresh.values())
+        locations = store.packs.append([c.data for c in todo], sync=False)
+        for chunk, (pack, offset) in zip(todo, locations, strict=True):
+            self._pending[chunk.id] = ChunkEntry(pack, offset, len(chunk.data),
+                                                 chunk.raw_length, chunk.codec, 0)
+            self._stored_bytes += len(chunk.data)
+
+    def commit(self) -> PutResult:
+        """fsync the packs, then make every written chunk visible in one transaction."""
+        store = self._store
+        if not self._pending:
+            return PutResult(duplicate=self._seen)
+        store.packs.sync()
+        table = store.index.db("chunks")
+
+        def run(txn: lmdb.Transaction) -> int:
+            stored = 0
+            for cid, entry in self._pending.items():
+                # A concurrent writer may have stored the same chunk meanwhile: keep its
+                # entry (and reference count); these bytes are then just unreferenced.
+                if txn.put(cid, entry.pack_bytes(), db=table, overwrite=False):
+                    stored += 1
+            return stored
+
+        stored = store.index.write(run)
+        self._pending.clear()
+        return PutResult(stored=stored, duplicate=self._seen - stored,
+                         stored_bytes=self._stored_bytes)
+
+
 class ChunkStore:
     def __init__(self, index: Index, packs: Packs, verify_puts: bool = True) -> None:
-        self._verify_puts = verify_puts
+        self.verify_puts = verify_puts
+        self.index = index
+        self.packs = packs
         self._index = index
         self._packs = packs
         self._chunks = index.db("chunks")
@@ -78,47 +145,13 @@ class ChunkStore:
     # -- writes --------------------------------------------------------------------------
 
     def put(self, chunks: Sequence[StoredChunk]) -> PutResult:
-        """Verify and store `chunks`; durable and visible when this returns.
+        """Verify and store `chunks`; durable and visible when this returns."""
+        batch = self.begin_put()
+        batch.write(chunks)
+        return batch.commit()
 
-        InvalidArgument for a chunk whose bytes do not match its id: then nothing of the
-        batch is stored, so a bad sender cannot leave half a batch behind.
-        """
-        for chunk in chunks:
-            if len(chunk.id) != 32:
-                raise InvalidArgument(f"chunk id of {len(chunk.id)} bytes, expected 32")
-            if chunk.raw_length > MAX_CHUNK_BYTES or len(chunk.data) > MAX_CHUNK_BYTES:
-                raise InvalidArgument(f"chunk {chunk.id.hex()} over {MAX_CHUNK_BYTES} bytes")
-        present = self.has([c.id for c in chunks])
-        fresh: dict[bytes, StoredChunk] = {}
-        for chunk, known in zip(chunks, present, strict=True):
-            if known or chunk.id in fresh:
-                continue
-            if self._verify_puts:
-                try:
-                    decode(chunk)
-                except DataLoss as exc:
-                    raise InvalidArgument(f"rejected: {exc}") from None
-            fresh[chunk.id] = chunk
-        if not fresh:
-            return PutResult(duplicate=len(chunks))
-        todo = list(fresh.values())
-        locations = self._packs.append([c.data for c in todo])
-
-        def commit(txn: lmdb.Transaction) -> int:
-            stored = 0
-            for chunk, (pack, offset) in zip(todo, locations, strict=True):
-                entry = ChunkEntry(pack, offset, len(chunk.data), chunk.raw_length,
-                                   chunk.codec, 0)
-                # A concurrent writer may have stored the same chunk meanwhile: keep its
-                # entry (and reference count); these bytes are then just unreferenced.
-                if txn.put(chunk.id, entry.pack_bytes(), db=self._chunks, overwrite=False):
-                    stored += 1
-            return stored
-
-        stored = self._index.write(commit)
-        stored_bytes = sum(len(c.data) for c in todo)
-        return PutResult(stored=stored, duplicate=len(chunks) - stored,
-                         stored_bytes=stored_bytes)
+    def begin_put(self) -> PutBatch:
+        return PutBatch(self)
 
     def add_refs(self, txn: lmdb.Transaction, ids: Iterable[bytes], delta: int) -> None:
         """Adjust reference counts inside the caller's transaction. NotFound (aborting
@@ -149,7 +182,7 @@ class ChunkStore:
             out.append(chunk)
         return out
 
-    def read_raw(self, ids: Sequence[bytes]) -> list[bytes]:
+    def read_raw(self, ids: Sequence[bytes]) -> list[bytes | memoryview]:
         """The decoded bytes of each chunk, verified."""
         entries = self.entries(ids)
         out = []
@@ -163,7 +196,7 @@ class ChunkStore:
         data = self._packs.read(entry.pack, entry.offset, entry.stored_length)
         return StoredChunk(cid, entry.codec, entry.raw_length, data)
 
-    def _verify(self, chunk: StoredChunk, entry: ChunkEntry) -> bytes:
+    def _verify(self, chunk: StoredChunk, entry: ChunkEntry) -> bytes | memoryview:
         try:
             if len(chunk.data) != entry.stored_length:
                 raise DataLoss(f"chunk {chunk.id.hex()} is truncated in its pack")

@@ -48,7 +48,7 @@ class CompressionProbe:
         self._misses = 0
         self._skip = 0
 
-    def encode(self, raw: bytes) -> StoredChunk:
+    def encode(self, raw: bytes | memoryview) -> StoredChunk:
         cid = chunk_id(raw)
         if self._skip:
             self._skip -= 1
@@ -64,10 +64,10 @@ class CompressionProbe:
         return StoredChunk(cid, Codec.RAW, len(raw), raw)
 
 
-def decode(chunk: StoredChunk) -> bytes:
+def decode(chunk: StoredChunk) -> bytes | memoryview:
     """The raw bytes of `chunk`, checked against its id. DataLoss when they differ."""
     if chunk.codec == Codec.RAW:
-        raw = chunk.data
+        raw: bytes | memoryview = chunk.data
     elif chunk.codec == Codec.ZSTD:
         try:
             raw = _decompressor().decompress(chunk.data, max_output_size=chunk.raw_length)

@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 READ_PIECE = 1 << 20        # bytes handed to the caller per piece
 READ_AHEAD = 2              # pieces prepared ahead of the consumer
-PUT_GROUP = 16 << 20        # chunk bytes written per fsync on the put path
+PUT_GROUP = 4 << 20         # chunk bytes handed to the writing thread at once
 GET_BATCH = 1 << 20
 
 
@@ -74,36 +74,29 @@ class LocalNode:
         return await self._run(self.chunks.has, ids)
 
     async def put_chunks(self, batches: AsyncIterable[Sequence[StoredChunk]]) -> PutResult:
-        totals = PutResult()
-        pending: asyncio.Task[PutResult] | None = None
+        put = self.chunks.begin_put()
+        writing: asyncio.Task[None] | None = None
         group: list[StoredChunk] = []
         size = 0
-
-        async def drain() -> None:
-            nonlocal totals, pending
-            if pending is not None:
-                r = await pending
-                pending = None
-                totals = PutResult(totals.stored + r.stored, totals.duplicate + r.duplicate,
-                                   totals.stored_bytes + r.stored_bytes)
-
         try:
             async for batch in batches:
                 group.extend(batch)
                 size += sum(len(c.data) for c in batch)
                 if size >= PUT_GROUP:
-                    # One group is written while the next is received: at most two in memory.
-                    await drain()
-                    pending = asyncio.create_task(self._run(self.chunks.put, group))
+                    # One group is written while the next is received: two in memory at most.
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(self._run(put.write, group))
                     group, size = [], 0
-            await drain()
+            if writing is not None:
+                await writing
+            writing = None
             if group:
-                pending = asyncio.create_task(self._run(self.chunks.put, group))
-                await drain()
+                await self._run(put.write, group)
+            return await self._run(put.commit)
         finally:
-            if pending is not None:
-                pending.cancel()
-        return totals
+            if writing is not None:
+                writing.cancel()
 
     async def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
         ids = list(ids)

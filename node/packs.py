@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from node.errors import ResourceExhausted
@@ -46,12 +47,15 @@ class Packs:
     def path(self, number: int) -> Path:
         return self._folder / _pack_name(number)
 
-    def append(self, payloads: list[bytes]) -> list[tuple[int, int]]:
-        """Append `payloads` and fsync; returns (pack, offset) of each, in order."""
+    def append(self, payloads: Sequence[bytes | memoryview], sync: bool = True
+               ) -> list[tuple[int, int]]:
+        """Append `payloads`, fsynced unless `sync` is False (then `sync()` must run before
+        anything refers to them); returns (pack, offset) of each, in order."""
         if not payloads:
             return []
         with self._write_lock:
             if self._size >= self._limit:
+                os.fdatasync(self._fd)  # unsynced appends to the old pack must not be lost
                 os.close(self._fd)
                 self._current += 1
                 self._fd = self._open_current()
@@ -66,13 +70,22 @@ class Packs:
                     group = payloads[start : start + IOV_BATCH]
                     if os.writev(self._fd, group) != sum(map(len, group)):
                         raise OSError(f"short write to pack {self._current}")
-                os.fdatasync(self._fd)
+                if sync:
+                    os.fdatasync(self._fd)
             except OSError as exc:
                 # The bytes may be partly there; the index never points at them.
                 self._size = os.fstat(self._fd).st_size
                 raise ResourceExhausted(f"cannot write chunk data: {exc}") from exc
             self._size = offset
             return locations
+
+    def sync(self) -> None:
+        """Make every append so far durable."""
+        with self._write_lock:
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                raise ResourceExhausted(f"cannot sync chunk data: {exc}") from exc
 
     def read(self, number: int, offset: int, length: int) -> bytes:
         fd = self._read_fds.get(number)

@@ -104,8 +104,8 @@ class Uploads:
             recipe = Recipe.concat(Recipe.unpack(v) for _, v in parts)
             if not recipe.ids and digest not in EMPTY_DIGESTS:
                 raise InvalidArgument(f"an empty upload cannot be {digest}")
-            info = self._blobs.commit_in(txn, digest, recipe)
-            self._drop(txn, uid, recipe, [k for k, _ in parts])
+            info = self._blobs.commit_in(txn, digest, recipe, refs_held=True)
+            self._drop(txn, uid, [k for k, _ in parts])
             txn.put(repository.encode(), b"", db=self._index.db("repositories"))
             txn.put(key(repository, digest), b"", db=self._index.db("repo_blobs"))
             return info
@@ -120,14 +120,13 @@ class Uploads:
                 return False
             parts = list(self._index.scan_prefix(txn, "upload_parts", uid + b"\0"))
             recipe = Recipe.concat(Recipe.unpack(v) for _, v in parts)
-            self._drop(txn, uid, recipe, [k for k, _ in parts])
+            self._chunks.add_refs(txn, recipe.ids, -1)
+            self._drop(txn, uid, [k for k, _ in parts])
             return True
 
         return self._index.write(run)
 
-    def _drop(self, txn: lmdb.Transaction, uid: bytes, recipe: Recipe,
-              part_keys: list[bytes]) -> None:
-        self._chunks.add_refs(txn, recipe.ids, -1)
+    def _drop(self, txn: lmdb.Transaction, uid: bytes, part_keys: list[bytes]) -> None:
         for k in part_keys:
             txn.delete(k, db=self._parts)
         txn.delete(uid, db=self._sessions)

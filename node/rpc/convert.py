@@ -32,7 +32,7 @@ def unbitmap(packed: bytes, count: int) -> list[bool]:
 
 def chunk_to_pb(c: StoredChunk) -> chunks_pb2.Chunk:
     return chunks_pb2.Chunk(id=c.id, codec=int(c.codec), raw_length=c.raw_length,  # type: ignore[arg-type]
-                            data=c.data)
+                            data=bytes(c.data))
 
 
 def chunk_from_pb(c: chunks_pb2.Chunk) -> StoredChunk:
