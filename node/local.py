@@ -7,7 +7,7 @@ bounded read-ahead, so neither a large blob nor a slow client holds more than a 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,6 +25,7 @@ from node.index import Index
 from node.packs import Packs
 from node.recipe import ChunkSlice, Recipe
 from node.registry import Registry
+from node.threadstream import stream_in_thread
 from node.uploads import Uploads
 
 T = TypeVar("T")
@@ -127,39 +128,28 @@ class LocalNode:
 
     async def _read_recipe(self, recipe: Recipe, offset: int, length: int | None
                            ) -> AsyncIterator[bytes]:
-        slices = recipe.slices(offset, length)  # raises OutOfRange before any byte
-        queue: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue(READ_AHEAD)
+        slices = list(recipe.slices(offset, length))  # OutOfRange before any byte
 
-        def assemble(group: list[ChunkSlice]) -> bytes:
-            raws = self.chunks.read_raw([s.chunk_id for s in group])
-            return b"".join(
-                raw if (s.start == 0 and s.end == len(raw)) else raw[s.start:s.end]
-                for s, raw in zip(group, raws, strict=True))
-
-        async def produce() -> None:
+        def pieces() -> Iterator[bytes]:
             group: list[ChunkSlice] = []
             size = 0
             for s in slices:
                 group.append(s)
                 size += s.end - s.start
                 if size >= READ_PIECE:
-                    await queue.put(asyncio.create_task(self._run(assemble, group)))
+                    yield self._assemble(group)
                     group, size = [], 0
             if group:
-                await queue.put(asyncio.create_task(self._run(assemble, group)))
-            await queue.put(None)
+                yield self._assemble(group)
 
-        producer = asyncio.create_task(produce())
-        try:
-            while (task := await queue.get()) is not None:
-                yield await task
-            await producer
-        finally:
-            producer.cancel()
-            while not queue.empty():
-                leftover = queue.get_nowait()
-                if leftover is not None:
-                    leftover.cancel()
+        async for piece in stream_in_thread(pieces, READ_AHEAD):
+            yield piece
+
+    def _assemble(self, group: list[ChunkSlice]) -> bytes:
+        raws = self.chunks.read_raw([s.chunk_id for s in group])
+        return b"".join(
+            raw if (s.start == 0 and s.end == len(raw)) else raw[s.start:s.end]
+            for s, raw in zip(group, raws, strict=True))
 
     # -- repositories, manifests, tags, referrers ----------------------------------------------
 
