@@ -30,7 +30,7 @@ class _CodecEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Codec.ValueType
 
 class Codec(_Codec, metaclass=_CodecEnumTypeWrapper):
     """How a chunk's bytes are encoded on the wire and at rest. The chunk id is always
-    the BLAKE3 hash of the raw (decoded) bytes, so any holder can verify what it got.
+    the SHA-256 hash of the raw (decoded) bytes, so any holder can verify what it got.
     """
 
 CODEC_RAW: Codec.ValueType  # 0
@@ -46,7 +46,7 @@ class Chunk(_message.Message):
     RAW_LENGTH_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     id: _builtins.bytes
-    """32-byte BLAKE3 of the raw bytes"""
+    """32-byte SHA-256 of the raw bytes"""
     codec: Global___Codec.ValueType
     raw_length: _builtins.int
     """length once decoded"""
