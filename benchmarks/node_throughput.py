@@ -1,0 +1,197 @@
+"""Node ingest and read throughput over gRPC, and node memory while streaming big blobs.
+
+Starts a real node process, then from this process (the client):
+  * ingest: streams pre-encoded chunks through one ChunkStore.Put stream (~1 MiB messages);
+    the node verifies every chunk's hash, writes packs, fsyncs, commits the index;
+  * read: Blobs.Read of the same bytes committed as a blob (the node reads packs, verifies
+    every chunk, streams ~1 MiB messages);
+for incompressible (random) and compressible (text-like) data. The disk's own fdatasync'd
+sequential write rate is measured in the same run: it is the ceiling for durable ingest.
+With --big N, a blob of N MiB is streamed in and out while the node's peak RSS is watched.
+
+    python -m benchmarks.node_throughput [--mib 512] [--data-dir DIR] [--big 4096]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import random
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from benchmarks.common import mb_per_s, node_command, peak_rss_mib, process, save
+from node.api import StoredChunk
+from node.chunking import StreamChunker
+from node.codec import CompressionProbe
+from node.recipe import Recipe
+from node.rpc.client import RemoteNode
+
+MESSAGE = 1 << 20
+WORDS = [bytes(f"{w}", "ascii") for w in (
+    "layer manifest digest chunk registry config image index blob tag push pull node "
+    "gateway swarm peer origin replica recipe pack offset length codec").split()]
+
+
+def random_data(size: int) -> Iterator[bytes]:
+    for _ in range(0, size, 1 << 20):
+        yield os.urandom(1 << 20)
+
+
+def text_data(size: int, seed: int = 1) -> Iterator[bytes]:
+    rng = random.Random(seed)
+    for _ in range(0, size, 1 << 20):
+        line = b" ".join(rng.choice(WORDS) for _ in range(12)) + b"\n"
+        piece = bytearray()
+        while len(piece) < (1 << 20):
+            piece += line + str(rng.random()).encode() + b"\n"
+        yield bytes(piece[: 1 << 20])
+
+
+def encode(pieces: Iterator[bytes]) -> list[StoredChunk]:
+    chunker = StreamChunker()
+    probe = CompressionProbe()
+    out: list[StoredChunk] = []
+    for piece in pieces:
+        out.extend(probe.encode(bytes(c)) for c in chunker.feed(piece))
+    out.extend(probe.encode(bytes(c)) for c in chunker.finish())
+    return out
+
+
+async def batches(chunks: list[StoredChunk]) -> AsyncIterator[list[StoredChunk]]:
+    batch: list[StoredChunk] = []
+    size = 0
+    for chunk in chunks:
+        batch.append(chunk)
+        size += len(chunk.data)
+        if size >= MESSAGE:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def disk_write_rate(folder: Path, size: int = 256 << 20) -> float:
+    buf = os.urandom(16 << 20)
+    path = folder / "disk-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    start = time.perf_counter()
+    try:
+        for _ in range(size // len(buf)):
+            os.write(fd, buf)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return mb_per_s(size, time.perf_counter() - start)
+
+
+async def measure(node: RemoteNode, name: str, pieces: Iterator[bytes]) -> dict[str, float]:
+    chunks = encode(pieces)
+    raw = sum(c.raw_length for c in chunks)
+    stored = sum(len(c.data) for c in chunks)
+    start = time.perf_counter()
+    result = await node.put_chunks(batches(chunks))
+    ingest = time.perf_counter() - start
+    recipe = Recipe.from_entries((c.id, c.raw_length) for c in chunks)
+    digest = "sha256:" + hashlib.sha256(name.encode() + os.urandom(8)).hexdigest()
+    await node.commit_blob(digest, recipe)
+    reads = []
+    for _ in range(3):
+        start = time.perf_counter()
+        got = 0
+        async for piece in node.read_blob(digest):
+            got += len(piece)
+        reads.append(time.perf_counter() - start)
+        assert got == raw, (got, raw)
+    figures = {
+        "raw_mb": raw / 1e6, "stored_mb": stored / 1e6, "chunks": len(chunks),
+        "new_chunks": result.stored,
+        "ingest_mb_per_s": mb_per_s(raw, ingest),
+        "read_mb_per_s": mb_per_s(raw, sorted(reads)[1]),
+    }
+    print(f"  {name:15s} ingest {figures['ingest_mb_per_s']:7.0f} MB/s   "
+          f"read {figures['read_mb_per_s']:7.0f} MB/s   "
+          f"({raw / 1e6:.0f} MB in {len(chunks)} chunks, {stored / 1e6:.0f} MB stored)")
+    return figures
+
+
+async def big_blob(node: RemoteNode, pid: int, mib: int) -> dict[str, float]:
+    """Stream `mib` MiB in and out without holding it anywhere; watch the node's RSS."""
+    from node.blobio import write_blob
+
+    before = peak_rss_mib(pid)
+    digester = hashlib.sha256()
+    seed = os.urandom(1 << 20)
+
+    def piece(i: int) -> bytes:
+        return hashlib.sha256(i.to_bytes(8, "big")).digest() + seed[32:]
+
+    for i in range(mib):
+        digester.update(piece(i))
+    digest = "sha256:" + digester.hexdigest()
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(mib):
+            yield piece(i)
+
+    start = time.perf_counter()
+    await write_blob(node, "bench/big", digest, body())
+    write_s = time.perf_counter() - start
+    after_write = peak_rss_mib(pid)
+    start = time.perf_counter()
+    check = hashlib.sha256()
+    async for data in node.read_blob(digest):
+        check.update(data)
+    read_s = time.perf_counter() - start
+    assert "sha256:" + check.hexdigest() == digest
+    figures = {"mib": mib, "node_peak_rss_before_mib": before,
+               "node_peak_rss_after_write_mib": after_write,
+               "node_peak_rss_after_read_mib": peak_rss_mib(pid),
+               "write_mb_per_s": mb_per_s(mib << 20, write_s),
+               "read_mb_per_s": mb_per_s(mib << 20, read_s)}
+    print(f"  {mib} MiB blob: node peak RSS {before:.0f} MiB before, "
+          f"{figures['node_peak_rss_after_write_mib']:.0f} after write, "
+          f"{figures['node_peak_rss_after_read_mib']:.0f} after read")
+    return figures
+
+
+async def run(args: argparse.Namespace, data: Path, port_file: Path) -> dict[str, object]:
+    size = args.mib << 20
+    figures: dict[str, object] = {"mib": args.mib, "data_dir": str(data.parent)}
+    figures["disk_fdatasync_write_mb_per_s"] = disk_write_rate(data.parent)
+    print(f"  disk: {figures['disk_fdatasync_write_mb_per_s']:.0f} MB/s sequential write "
+          f"with fdatasync (the ceiling for durable ingest)")
+    with process(node_command(data, port_file), data.parent / "node.log", port_file) as proc:
+        node = RemoteNode(f"127.0.0.1:{port_file.read_text().strip()}")
+        try:
+            figures["incompressible"] = await measure(node, "incompressible", random_data(size))
+            figures["compressible"] = await measure(node, "compressible", text_data(size))
+            if args.big:
+                figures["big_blob"] = await big_blob(node, proc.pid, args.big)
+            figures["node_peak_rss_mib"] = peak_rss_mib(proc.pid)
+        finally:
+            await node.close()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mib", type=int, default=512, help="MiB per data kind")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where the node keeps its data (default: a temp dir; "
+                             "use /dev/shm to take the disk out of the measure)")
+    parser.add_argument("--big", type=int, default=0, help="also stream a blob of N MiB")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
+        figures = asyncio.run(run(args, Path(tmp) / "data", Path(tmp) / "port"))
+    name = "node_throughput" + ("_tmpfs" if args.data_dir == Path("/dev/shm") else "")
+    print(f"results: {save(name, figures)}")
+
+
+if __name__ == "__main__":
+    main()
