@@ -6,7 +6,8 @@ Starts a real node process, then from this process (the client):
   * read: Blobs.Read of the same bytes committed as a blob (the node reads packs, verifies
     every chunk, streams ~1 MiB messages);
 for incompressible (random) and compressible (text-like) data. The disk's own fdatasync'd
-sequential write rate is measured in the same run: it is the ceiling for durable ingest.
+sequential write rate and a bare gRPC stream between two processes are measured in the same
+run: they are the ceilings for durable ingest and for anything crossing gRPC.
 With --big N, a blob of N MiB is streamed in and out while the node's peak RSS is watched.
 
     python -m benchmarks.node_throughput [--mib 512] [--data-dir DIR] [--big 4096]
@@ -25,6 +26,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from benchmarks.common import mb_per_s, node_command, peak_rss_mib, process, save
+from benchmarks.grpc_ceiling import ceiling
 from node.api import StoredChunk
 from node.chunking import StreamChunker
 from node.codec import CompressionProbe
@@ -32,9 +34,8 @@ from node.recipe import Recipe
 from node.rpc.client import RemoteNode
 
 MESSAGE = 1 << 20
-WORDS = [bytes(f"{w}", "ascii") for w in (
-    "layer manifest digest chunk registry config image index blob tag push pull node "
-    "gateway swarm peer origin replica recipe pack offset length codec").split()]
+WORDS = (b"layer manifest digest chunk registry config image index blob tag push pull node "
+         b"gateway swarm peer origin replica recipe pack offset length codec").split()
 
 
 def random_data(size: int) -> Iterator[bytes]:
@@ -166,8 +167,12 @@ async def run(args: argparse.Namespace, data: Path, port_file: Path) -> dict[str
     figures["disk_fdatasync_write_mb_per_s"] = disk_write_rate(data.parent)
     print(f"  disk: {figures['disk_fdatasync_write_mb_per_s']:.0f} MB/s sequential write "
           f"with fdatasync (the ceiling for durable ingest)")
+    figures["grpc_ceiling_mb_per_s"] = await asyncio.to_thread(ceiling)
+    print(f"  gRPC: {figures['grpc_ceiling_mb_per_s']:.0f} MB/s for a bare stream of 1 MiB "
+          f"messages between two processes (the transport's ceiling)")
     with process(node_command(data, port_file), data.parent / "node.log", port_file) as proc:
-        node = RemoteNode(f"127.0.0.1:{port_file.read_text().strip()}")
+        port = await asyncio.to_thread(port_file.read_text)
+        node = RemoteNode(f"127.0.0.1:{port.strip()}")
         try:
             figures["incompressible"] = await measure(node, "incompressible", random_data(size))
             figures["compressible"] = await measure(node, "compressible", text_data(size))
