@@ -114,9 +114,14 @@ async def _finish(gateway: Gateway, upload: UploadInfo, digest: Digest) -> None:
         await gateway.api.cancel_upload(upload.repository, upload.id)
         raise RegistryError(DIGEST_INVALID, detail={"expected": str(digest), "actual": actual})
     try:
-        await gateway.api.finish_upload(upload.repository, upload.id, str(digest))
+        # The size pins the commit to exactly the bytes hashed above.
+        await gateway.api.finish_upload(upload.repository, upload.id, str(digest),
+                                        expected_size=upload.size)
     except node_errors.NotFound:
         raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload.id}) from None
+    except node_errors.FailedPrecondition:
+        raise RegistryError(BLOB_UPLOAD_INVALID, "upload changed while it was being finished",
+                            detail={"upload": upload.id}) from None
 
 
 async def start(request: web.Request, params: Params) -> web.StreamResponse:

@@ -153,9 +153,11 @@ class NodeAPI(ChunkAPI, Protocol):
 
     def read_upload(self, repository: str, upload_id: str) -> AsyncIterator[bytes]: ...
 
-    async def finish_upload(self, repository: str, upload_id: str, digest: str) -> BlobInfo:
+    async def finish_upload(self, repository: str, upload_id: str, digest: str,
+                            expected_size: int | None = None) -> BlobInfo:
         """Turn the session into blob `digest`, link it to the repository, end the session.
-        The caller has verified the digest of the bytes."""
+        The caller has verified the digest of the bytes; with `expected_size`, a session of
+        any other size is refused (FailedPrecondition) and left as it was."""
         ...
 
     async def cancel_upload(self, repository: str, upload_id: str) -> bool: ...

@@ -203,8 +203,10 @@ class LocalNode:
         async for piece in self._read_recipe(recipe, 0, None):
             yield piece
 
-    async def finish_upload(self, repository: str, upload_id: str, digest: str) -> BlobInfo:
-        return await self._run(self.uploads.finish, repository, upload_id, digest)
+    async def finish_upload(self, repository: str, upload_id: str, digest: str,
+                            expected_size: int | None = None) -> BlobInfo:
+        return await self._run(self.uploads.finish, repository, upload_id, digest,
+                               expected_size)
 
     async def cancel_upload(self, repository: str, upload_id: str) -> bool:
         return await self._run(self.uploads.cancel, repository, upload_id)

@@ -18,7 +18,7 @@ from node.api import BlobInfo, UploadInfo
 from node.blobs import EMPTY_DIGESTS, BlobStore
 from node.chunkstore import ChunkStore
 from node.digests import validate_digest
-from node.errors import InvalidArgument, NotFound, OutOfRange
+from node.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
 from node.index import Index, fetch, key
 from node.recipe import Recipe
 
@@ -95,11 +95,15 @@ class Uploads:
 
         return self._index.read(run)
 
-    def finish(self, repository: str, upload_id: str, digest: str) -> BlobInfo:
+    def finish(self, repository: str, upload_id: str, digest: str,
+               expected_size: int | None = None) -> BlobInfo:
         validate_digest(digest)
 
         def run(txn: lmdb.Transaction) -> BlobInfo:
-            uid, _ = self._load(txn, repository, upload_id)
+            uid, session = self._load(txn, repository, upload_id)
+            if expected_size is not None and session["size"] != expected_size:
+                raise FailedPrecondition(
+                    f"upload {upload_id} has {session['size']} bytes, not {expected_size}")
             parts = list(self._index.scan_prefix(txn, "upload_parts", uid + b"\0"))
             recipe = Recipe.concat(Recipe.unpack(v) for _, v in parts)
             if not recipe.ids and digest not in EMPTY_DIGESTS:

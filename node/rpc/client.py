@@ -210,9 +210,13 @@ class RemoteNode:
         async for message in self._stream_from(self._registry.ReadUpload, request):
             yield message.data
 
-    async def finish_upload(self, repository: str, upload_id: str, digest: str) -> BlobInfo:
-        reply = await self._call(self._registry.FinishUpload, registry_pb2.FinishUploadRequest(
-            repository=repository, id=upload_id, digest=digest))
+    async def finish_upload(self, repository: str, upload_id: str, digest: str,
+                            expected_size: int | None = None) -> BlobInfo:
+        request = registry_pb2.FinishUploadRequest(repository=repository, id=upload_id,
+                                                   digest=digest)
+        if expected_size is not None:
+            request.expected_size = expected_size
+        reply = await self._call(self._registry.FinishUpload, request)
         return convert.blob_from_pb(reply)
 
     async def cancel_upload(self, repository: str, upload_id: str) -> bool:

@@ -237,7 +237,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @unary
     async def FinishUpload(self, request: registry_pb2.FinishUploadRequest, context: Ctx
                            ) -> blobs_pb2.BlobInfo:
-        info = await self.node.finish_upload(request.repository, request.id, request.digest)
+        expected = request.expected_size if request.HasField("expected_size") else None
+        info = await self.node.finish_upload(request.repository, request.id, request.digest,
+                                             expected)
         return convert.blob_to_pb(info)
 
     @unary

@@ -441,20 +441,28 @@ class FinishUploadRequest(_message.Message):
     REPOSITORY_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
+    EXPECTED_SIZE_FIELD_NUMBER: _builtins.int
     repository: _builtins.str
     id: _builtins.str
     digest: _builtins.str
+    expected_size: _builtins.int
+    """When set, the session must hold exactly this many bytes (the bytes the caller hashed),
+    else FAILED_PRECONDITION: a concurrent append through another gateway cannot slip in.
+    """
     def __init__(
         self,
         *,
         repository: _builtins.str = ...,
         id: _builtins.str = ...,
         digest: _builtins.str = ...,
+        expected_size: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_size", b"_expected_size", "expected_size", b"expected_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "id", b"id", "repository", b"repository"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_size", b"_expected_size", "digest", b"digest", "expected_size", b"expected_size", "id", b"id", "repository", b"repository"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__expected_size: _TypeAlias = _typing.Literal["expected_size"]  # noqa: Y015
+    _WhichOneofArgType__expected_size: _TypeAlias = _typing.Literal["_expected_size", b"_expected_size"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_size) -> _WhichOneofReturnType__expected_size | None: ...
 
 Global___FinishUploadRequest: _TypeAlias = FinishUploadRequest  # noqa: Y015
