@@ -118,19 +118,61 @@ async def append_stream(api: NodeAPI, repository: str, upload_id: str, offset: i
     if session.size != offset:
         raise OutOfRange(f"upload {upload_id} has {session.size} bytes, not {offset}")
     pipe = _ChunkPipe(digester)
-    part = _PartWriter(api)
-    # The previous part commits (fsync, index) while the next one is being cut and sent;
-    # parts are appended strictly in order, so at most one commit is outstanding.
-    committing: asyncio.Task[UploadInfo] | None = None
+    # Three stages overlap: this task reads the body, a worker thread cuts and hashes the
+    # previous STEP, and `store` sends the step before that to the node, rotating parts.
+    # Each hand-over is bounded, so at most a few STEPs are in memory.
+    encoded: asyncio.Queue[list[StoredChunk] | None] = asyncio.Queue(2)
+    storing = asyncio.create_task(_store(api, session, encoded))
+    feeding: asyncio.Task[list[StoredChunk]] | None = None
     pending: list[bytes] = []
     pending_size = 0
+    try:
+        async for data in body:
+            pending.append(data)
+            pending_size += len(data)
+            if pending_size < STEP:
+                continue
+            if feeding is not None:
+                await _hand_over(encoded, await feeding, storing)
+            feeding = asyncio.create_task(pipe.feed(pending))
+            pending, pending_size = [], 0
+        if feeding is not None:
+            await _hand_over(encoded, await feeding, storing)
+        feeding = None
+        if pending:
+            await _hand_over(encoded, await pipe.feed(pending), storing)
+        await _hand_over(encoded, await pipe.finish(), storing)
+        await _hand_over(encoded, None, storing)
+        return await storing
+    except BaseException:
+        if feeding is not None:
+            feeding.cancel()
+        storing.cancel()
+        raise
 
-    async def rotate(last: bool) -> None:
-        nonlocal session, committing, part
+
+async def _hand_over(queue: asyncio.Queue[list[StoredChunk] | None],
+                     item: list[StoredChunk] | None, consumer: asyncio.Task[UploadInfo]) -> None:
+    """Queue `item` for `consumer`, or raise the consumer's error if it died meanwhile."""
+    put = asyncio.ensure_future(queue.put(item))
+    done, _ = await asyncio.wait({put, consumer}, return_when=asyncio.FIRST_COMPLETED)
+    if put not in done:
+        put.cancel()
+        await consumer  # raises its error
+        raise RuntimeError("chunk storing ended early")
+
+
+async def _store(api: NodeAPI, session: UploadInfo,
+                 encoded: asyncio.Queue[list[StoredChunk] | None]) -> UploadInfo:
+    """Send chunks to the node and append them in parts of about PART bytes. The previous
+    part commits (fsync, index) while the next one is sent; parts are appended strictly
+    in order, so at most one commit is outstanding."""
+    part = _PartWriter(api)
+    committing: asyncio.Task[UploadInfo] | None = None
+
+    def rotate(finished: _PartWriter) -> None:
+        nonlocal committing
         previous = committing
-        finished = part
-        if not last:
-            part = _PartWriter(api)
 
         async def commit() -> UploadInfo:
             base = await previous if previous is not None else session
@@ -139,27 +181,19 @@ async def append_stream(api: NodeAPI, repository: str, upload_id: str, offset: i
         committing = asyncio.create_task(commit())
 
     try:
-        async for data in body:
-            pending.append(data)
-            pending_size += len(data)
-            if pending_size < STEP:
-                continue
-            await part.add(await pipe.feed(pending))
-            pending, pending_size = [], 0
+        while (chunks := await encoded.get()) is not None:
+            await part.add(chunks)
             if part.size >= PART:
-                await rotate(last=False)
-        if pending:
-            await part.add(await pipe.feed(pending))
-        await part.add(await pipe.finish())
-        await rotate(last=True)
+                rotate(part)
+                part = _PartWriter(api)
+        rotate(part)
         assert committing is not None
-        session = await committing
+        return await committing
     except BaseException:
         part.abort()
         if committing is not None:
             committing.cancel()
         raise
-    return session
 
 
 async def _append(api: NodeAPI, session: UploadInfo, part: _PartWriter) -> UploadInfo:
