@@ -1,0 +1,95 @@
+"""Fixtures of the node tests: a NodeAPI over each implementation, and real node processes.
+
+Async tests run on uvloop, as the node does in production (pytest-asyncio is not needed):
+a test argument holding an `ApiHandle` is opened inside the test's loop and closed after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+from nodetest import ApiHandle, NodeProcess
+
+from node.api import NodeAPI
+from node.local import LocalNode
+from node.rpc.client import RemoteNode
+
+
+async def _run_with_apis(test: Any, kwargs: dict[str, Any]) -> None:
+    opened: list[NodeAPI] = []
+    try:
+        for name, value in list(kwargs.items()):
+            if isinstance(value, ApiHandle):
+                kwargs[name] = await value.open()
+                opened.append(kwargs[name])
+        await test(**kwargs)
+    finally:
+        for api in opened:
+            await api.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    test = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(test):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_run_with_apis(test, kwargs))
+    return True
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A temporary folder removed afterwards (tmp_path keeps the last few runs' data)."""
+    path = Path(tempfile.mkdtemp(prefix="shoal-node-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def node_process() -> Iterator[NodeProcess]:
+    """One real node process shared by the tests that only talk to it over gRPC; each test
+    uses repositories and blobs of its own."""
+    path = Path(tempfile.mkdtemp(prefix="shoal-node-proc-"))
+    proc = NodeProcess(path / "data", path).start()
+    try:
+        yield proc
+    finally:
+        try:
+            proc.stop()
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["local", "remote"])
+def api(request: pytest.FixtureRequest, scratch: Path) -> ApiHandle:
+    """The NodeAPI under test: LocalNode on a scratch folder (verifying puts, as a node
+    serving gRPC does), or RemoteNode on a real node process."""
+    if request.param == "local":
+        async def open_local() -> NodeAPI:
+            return await LocalNode.open(scratch / "data", verify_puts=True)
+
+        return ApiHandle("local", open_local)
+    proc: NodeProcess = request.getfixturevalue("node_process")
+
+    async def open_remote() -> NodeAPI:
+        return RemoteNode(proc.target)
+
+    return ApiHandle("remote", open_remote)
+
+
+@pytest.fixture
+def local_dir(scratch: Path) -> Path:
+    return scratch / "data"

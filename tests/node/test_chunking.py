@@ -1,0 +1,93 @@
+"""Content-defined chunking: boundaries follow content, not offsets or feed sizes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from nodetest import cut, random_bytes, text_bytes
+
+from node.chunking import MAX_CHUNK, MIN_CHUNK, StreamChunker, chunk_id
+
+SIZE = 4 << 20
+
+
+def ids(chunks: list[bytes]) -> list[bytes]:
+    return [chunk_id(c) for c in chunks]
+
+
+def test_chunks_reassemble_and_respect_size_bounds() -> None:
+    data = random_bytes(SIZE, seed=1)
+    chunks = cut(data)
+    assert b"".join(chunks) == data
+    assert len(chunks) > SIZE // MAX_CHUNK
+    assert all(MIN_CHUNK <= len(c) <= MAX_CHUNK for c in chunks[:-1])
+    assert 0 < len(chunks[-1]) <= MAX_CHUNK
+
+
+def test_max_size_cuts_data_without_content_boundaries() -> None:
+    data = bytes(1 << 20)  # zeros: the rolling hash never finds a cut
+    chunks = cut(data)
+    assert b"".join(chunks) == data
+    assert all(len(c) == MAX_CHUNK for c in chunks[:-1])
+
+
+@pytest.mark.parametrize("insert_at", [0, 1000, 70_000])
+def test_insertion_near_the_start_changes_only_the_chunks_around_it(insert_at: int) -> None:
+    data = random_bytes(SIZE, seed=2)
+    edited = data[:insert_at] + b"inserted bytes!" * 7 + data[insert_at:]
+    before, after = ids(cut(data)), ids(cut(edited))
+    after_set = set(after)
+    changed = [i for i, cid in enumerate(before) if cid not in after_set]
+    assert 1 <= len(changed) <= 3
+    # The changed chunks are the ones at the edit: the chunker re-synchronises right after.
+    starts = [0]
+    for chunk in cut(data):
+        starts.append(starts[-1] + len(chunk))
+    assert starts[changed[0]] <= insert_at < starts[changed[-1] + 1] + MAX_CHUNK
+    unchanged_tail = before[changed[-1] + 1:]
+    assert after[len(after) - len(unchanged_tail):] == unchanged_tail
+    assert len(unchanged_tail) > len(before) - 5
+
+
+def test_removal_in_the_middle_keeps_both_ends() -> None:
+    data = random_bytes(SIZE, seed=3)
+    middle = SIZE // 2
+    edited = data[:middle] + data[middle + 5000:]
+    before, after = ids(cut(data)), set(ids(cut(edited)))
+    lost = [i for i in before if i not in after]
+    assert 1 <= len(lost) <= 3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stream_chunker_is_independent_of_piece_sizes(seed: int) -> None:
+    rng = random.Random(seed)
+    data = random_bytes(3 << 20, seed=seed) + text_bytes(1 << 20, seed=seed)
+    whole = cut(data)
+    chunker = StreamChunker()
+    got: list[bytes | memoryview] = []
+    position = 0
+    sizes = [1, 7, 4096, 65_537, 1 << 20, (1 << 20) + 3, 3 << 20]
+    while position < len(data):
+        size = rng.choice(sizes)
+        got += chunker.feed(data[position:position + size])
+        position = min(position + size, len(data))
+        assert sum(map(len, got)) + chunker.pending == position
+    got += chunker.finish()
+    assert got == whole
+    assert chunker.pending == 0
+    assert chunker.finish() == []
+
+
+def test_stream_chunker_is_reusable_after_finish() -> None:
+    chunker = StreamChunker()
+    a, b = random_bytes(2 << 20, seed=5), random_bytes(1 << 20, seed=6)
+    first = chunker.feed(a) + chunker.finish()
+    second = chunker.feed(b) + chunker.finish()
+    assert first == cut(a)
+    assert second == cut(b)
+
+
+def test_small_input_is_one_chunk() -> None:
+    assert cut(b"tiny") == [b"tiny"]
+    assert cut(b"") == []

@@ -1,0 +1,130 @@
+"""Pack files: appends, reads, rollover, and what a crash or a lost file leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from nodetest import collect, encode, one_batch, pieces, random_bytes, recipe_of, sha256
+
+from node.blobio import write_blob
+from node.errors import DataLoss
+from node.local import LocalNode
+from node.packs import Packs
+
+
+def test_append_read_and_rollover(scratch: Path) -> None:
+    packs = Packs(scratch / "packs", pack_limit=10_000)
+    try:
+        payloads = [random_bytes(4000, seed=i) for i in range(6)]
+        locations = []
+        for i in range(0, 6, 2):
+            locations += packs.append(payloads[i:i + 2])
+        assert len({p for p, _ in locations}) >= 2  # rolled over to a second pack
+        for (number, offset), payload in zip(locations, payloads, strict=True):
+            assert packs.read(number, offset, len(payload)) == payload
+    finally:
+        packs.close()
+    reopened = Packs(scratch / "packs", pack_limit=10_000)
+    try:
+        more = reopened.append([b"after a restart"])
+        assert more[0][0] == max(p for p, _ in locations)
+        assert reopened.read(*more[0], 15) == b"after a restart"
+    finally:
+        reopened.close()
+
+
+def test_unindexed_bytes_after_a_crash_are_harmless(scratch: Path) -> None:
+    packs = Packs(scratch / "packs")
+    [(number, _)] = packs.append([b"indexed"])
+    packs.close()
+    with packs.path(number).open("ab") as f:
+        f.write(b"half-written garbage from a crash")
+    again = Packs(scratch / "packs")
+    try:
+        [(n, offset)] = again.append([b"next"])
+        assert again.read(n, offset, 4) == b"next"
+        assert again.read(number, 0, 7) == b"indexed"
+    finally:
+        again.close()
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="BUG-5: a new pack file's directory entry is never fsynced")
+def test_a_new_pack_file_is_made_durable_in_its_directory(
+        scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced_dirs: list[str] = []
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+    def spy(real: object) -> object:
+        def call(fd: int) -> None:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                synced_dirs.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real(fd)  # type: ignore[operator]
+        return call
+
+    monkeypatch.setattr(os, "fsync", spy(real_fsync))
+    monkeypatch.setattr(os, "fdatasync", spy(real_fdatasync))
+    packs = Packs(scratch / "packs", pack_limit=1000)
+    try:
+        packs.append([b"x" * 2000])
+        packs.append([b"y" * 10])  # rolls over to a new pack file
+    finally:
+        packs.close()
+    folder = str((scratch / "packs").resolve())
+    assert synced_dirs.count(folder) >= 2, f"directories fsynced: {synced_dirs}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="BUG-6: a lost pack file surfaces as a bare FileNotFoundError")
+def test_a_lost_pack_file_is_data_loss(scratch: Path) -> None:
+    data = random_bytes(100_000, seed=9)
+
+    async def go() -> None:
+        node = await LocalNode.open(scratch / "data")
+        try:
+            await write_blob(node, "r", sha256(data), pieces(data))
+        finally:
+            await node.close()
+        folder = scratch / "data" / "packs"
+        [pack] = folder.glob("pack-*.dat")
+        pack.unlink()
+        # A later pack exists, so the lost one is not simply recreated empty.
+        (folder / "pack-00000002.dat").write_bytes(b"")
+        node = await LocalNode.open(scratch / "data")
+        try:
+            await collect(node.read_blob(sha256(data)))
+        except DataLoss:
+            return
+        except Exception as exc:
+            raise AssertionError(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            await node.close()
+        raise AssertionError("read a blob whose pack is gone")
+
+    asyncio.run(go())
+
+
+def test_a_trusting_local_node_still_never_serves_a_forged_chunk(scratch: Path) -> None:
+    """The embedded default skips re-hashing puts (its only sender is its own chunker);
+    reads are verified regardless, so a forged chunk is DataLoss, never served."""
+    real = encode(random_bytes(3000, seed=10))
+    forged = [dataclasses.replace(real[0], data=random_bytes(3000, seed=11))]
+
+    async def go() -> None:
+        node = await LocalNode.open(scratch / "data")  # verify_puts=False
+        try:
+            await node.put_chunks(one_batch(forged))
+            digest = sha256(random_bytes(3000, seed=10))
+            await node.commit_blob(digest, recipe_of(forged))
+            with pytest.raises(DataLoss):
+                await collect(node.read_blob(digest))
+            assert list(node.chunks.corrupt_chunks()) == [forged[0].id.hex()]
+        finally:
+            await node.close()
+
+    asyncio.run(go())
