@@ -52,11 +52,11 @@ class BlobStore:
         existing = fetch(txn, digest.encode(), self._blobs)
         if existing is not None:
             if refs_held:
-                self._chunks.add_refs(txn, recipe.ids, -1)
+                self._chunks.add_refs(txn, recipe, -1)
             old = Recipe.unpack(existing)
             return BlobInfo(digest, old.size, len(old))
         if not refs_held:
-            self._chunks.add_refs(txn, recipe.ids, +1)
+            self._chunks.add_refs(txn, recipe, +1)
         txn.put(digest.encode(), recipe.pack(), db=self._blobs)
         return BlobInfo(digest, recipe.size, len(recipe))
 
@@ -65,7 +65,7 @@ class BlobStore:
             packed = fetch(txn, digest.encode(), self._blobs)
             if packed is None:
                 return False
-            self._chunks.add_refs(txn, Recipe.unpack(packed).ids, -1)
+            self._chunks.add_refs(txn, Recipe.unpack(packed), -1)
             txn.delete(digest.encode(), db=self._blobs)
             return True
 

@@ -14,21 +14,21 @@ import json
 import logging
 import struct
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import lmdb
 
 from node.api import Codec, PutResult, StoredChunk
-from node.codec import decode
+from node.codec import MAX_RAW_LENGTH, decode
 from node.errors import DataLoss, InvalidArgument, NotFound
 from node.index import Index, fetch
 from node.packs import Packs
+from node.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
 _ENTRY = struct.Struct(">IQIIBI")  # pack, offset, stored length, raw length, codec, refs
-MAX_CHUNK_BYTES = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +76,9 @@ class PutBatch:
         for chunk in chunks:
             if len(chunk.id) != 32:
                 raise InvalidArgument(f"chunk id of {len(chunk.id)} bytes, expected 32")
-            if chunk.raw_length > MAX_CHUNK_BYTES or len(chunk.data) > MAX_CHUNK_BYTES:
-                raise InvalidArgument(f"chunk {chunk.id.hex()} over {MAX_CHUNK_BYTES} bytes")
+            if not 0 < chunk.raw_length <= MAX_RAW_LENGTH or len(chunk.data) > MAX_RAW_LENGTH:
+                raise InvalidArgument(f"chunk {chunk.id.hex()} of {chunk.raw_length} bytes: "
+                                      f"chunks hold 1 to {MAX_RAW_LENGTH} bytes")
         self._seen += len(chunks)
         present = store.has([c.id for c in chunks])
         fresh: dict[bytes, StoredChunk] = {}
@@ -158,17 +159,27 @@ class ChunkStore:
     def begin_put(self) -> PutBatch:
         return PutBatch(self)
 
-    def add_refs(self, txn: lmdb.Transaction, ids: Iterable[bytes], delta: int) -> None:
-        """Adjust reference counts inside the caller's transaction. NotFound (aborting
-        the transaction) when a chunk is missing, so no recipe can refer to nothing."""
+    def add_refs(self, txn: lmdb.Transaction, recipe: Recipe, delta: int) -> None:
+        """Adjust the reference counts of a recipe's chunks inside the caller's transaction.
+
+        NotFound when a chunk is missing and InvalidArgument when a recipe gives a chunk a
+        length it does not have (both abort the transaction), so no recipe can refer to
+        nothing or make a read return other bytes than the blob's.
+        """
         counts: dict[bytes, int] = {}
-        for i in ids:
+        lengths: dict[bytes, int] = {}
+        for i, length in zip(recipe.ids, recipe.lengths, strict=True):
             counts[i] = counts.get(i, 0) + delta
+            if lengths.setdefault(i, length) != length:
+                raise InvalidArgument(f"chunk {i.hex()} given two lengths in one recipe")
         for i, d in counts.items():
             raw = fetch(txn, i, self._chunks)
             if raw is None:
                 raise NotFound(f"chunk {i.hex()} is not stored")
             entry = ChunkEntry.unpack(raw)
+            if entry.raw_length != lengths[i]:
+                raise InvalidArgument(f"chunk {i.hex()} has {entry.raw_length} bytes, "
+                                      f"not {lengths[i]}")
             refs = max(0, entry.refs + d)
             txn.put(i, _ENTRY.pack(entry.pack, entry.offset, entry.stored_length,
                                    entry.raw_length, int(entry.codec), refs), db=self._chunks)
@@ -207,8 +218,13 @@ class ChunkStore:
     def _read_run(self, run: list[tuple[bytes, ChunkEntry]]) -> list[bytes | memoryview]:
         first = run[0][1]
         last = run[-1][1]
-        span = memoryview(self._packs.read(first.pack, first.offset,
-                                           last.offset + last.stored_length - first.offset))
+        try:
+            span = memoryview(self._packs.read(first.pack, first.offset,
+                                               last.offset + last.stored_length - first.offset))
+        except OSError as exc:
+            for cid, entry in run:
+                self._report_corrupt(cid, entry, f"pack unreadable: {exc}")
+            raise DataLoss(f"pack {first.pack} is unreadable: {exc}") from None
         out = []
         for cid, entry in run:
             start = entry.offset - first.offset
@@ -218,7 +234,11 @@ class ChunkStore:
         return out
 
     def _load(self, cid: bytes, entry: ChunkEntry) -> StoredChunk:
-        data = self._packs.read(entry.pack, entry.offset, entry.stored_length)
+        try:
+            data = self._packs.read(entry.pack, entry.offset, entry.stored_length)
+        except OSError as exc:
+            self._report_corrupt(cid, entry, f"pack unreadable: {exc}")
+            raise DataLoss(f"pack {entry.pack} is unreadable: {exc}") from None
         return StoredChunk(cid, entry.codec, entry.raw_length, data)
 
     def _verify(self, chunk: StoredChunk, entry: ChunkEntry) -> bytes | memoryview:

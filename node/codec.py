@@ -22,6 +22,8 @@ WORTH_KEEPING = 0.9
 # After this many chunks in a row that did not compress, skip that many before the next try.
 SKIP_AFTER_MISSES = 8
 SKIP_CHUNKS = 256
+# No chunk is larger than the chunker's maximum; 4 MiB leaves room for other chunkers.
+MAX_RAW_LENGTH = 4 << 20
 
 _local = threading.local()
 
@@ -69,6 +71,17 @@ def decode(chunk: StoredChunk) -> bytes | memoryview:
     if chunk.codec == Codec.RAW:
         raw: bytes | memoryview = chunk.data
     elif chunk.codec == Codec.ZSTD:
+        # A frame must say its size, and say the one claimed: zstd's max_output_size of 0
+        # means unbounded, and a tiny frame can expand to gigabytes.
+        if not 0 < chunk.raw_length <= MAX_RAW_LENGTH:
+            raise DataLoss(f"chunk {chunk.id.hex()} claims {chunk.raw_length} raw bytes")
+        try:
+            declared = zstandard.frame_content_size(chunk.data)
+        except zstandard.ZstdError as exc:
+            raise DataLoss(f"chunk {chunk.id.hex()} is not a zstd frame: {exc}") from None
+        if declared != chunk.raw_length:
+            raise DataLoss(f"chunk {chunk.id.hex()} frame holds {declared} bytes, "
+                           f"not {chunk.raw_length}")
         try:
             raw = _decompressor().decompress(chunk.data, max_output_size=chunk.raw_length)
         except zstandard.ZstdError as exc:

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import lmdb
 
+from node.errors import InvalidArgument
+
 T = TypeVar("T")
 
 TABLES = (
@@ -73,8 +75,11 @@ class Index:
                 self._gate.notify_all()
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        with self._shared(), self.env.begin(buffers=False) as txn:
-            return fn(txn)
+        try:
+            with self._shared(), self.env.begin(buffers=False) as txn:
+                return fn(txn)
+        except lmdb.BadValsizeError:
+            raise InvalidArgument("a name or reference is too long to look up") from None
 
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run `fn` in one write transaction, committed durably; retried after growing
@@ -85,6 +90,8 @@ class Index:
                     return fn(txn)
             except lmdb.MapFullError:
                 self._grow()
+            except lmdb.BadValsizeError:
+                raise InvalidArgument("a name or reference is too long to store") from None
 
     def _grow(self) -> None:
         with self._gate:

@@ -42,7 +42,17 @@ class Packs:
 
     def _open_current(self) -> int:
         path = self._folder / _pack_name(self._current)
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        created = not path.exists()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if created:
+            # The new name must be durable too, or a power loss could drop a whole pack
+            # whose chunks the index already refers to.
+            folder = os.open(self._folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        return fd
 
     def path(self, number: int) -> Path:
         return self._folder / _pack_name(number)

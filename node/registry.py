@@ -13,6 +13,7 @@ from node.blobs import BlobStore
 from node.digests import validate_digest
 from node.errors import FailedPrecondition, InvalidArgument
 from node.index import Index, fetch, key
+from node.names import validate_repository, validate_tag
 
 MAX_LIST = 10_000
 
@@ -41,6 +42,8 @@ class Registry:
         return self._index.read(run)
 
     def link_blob(self, repository: str, digest: str) -> BlobInfo | None:
+        validate_repository(repository)
+        validate_digest(digest)
         info = self._blobs.stat(digest)
         if info is None:
             return None
@@ -65,6 +68,11 @@ class Registry:
 
     def put_manifest(self, repository: str, manifest: ManifestRecord, tags: Sequence[str],
                      references: Sequence[str]) -> None:
+        validate_repository(repository)
+        for tag in tags:
+            validate_tag(tag)
+        for ref in references:
+            validate_digest(ref)
         validate_digest(manifest.digest)
         if manifest.subject:
             validate_digest(manifest.subject)

@@ -20,6 +20,7 @@ from node.chunkstore import ChunkStore
 from node.digests import validate_digest
 from node.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
 from node.index import Index, fetch, key
+from node.names import validate_repository
 from node.recipe import Recipe
 
 _PART = struct.Struct(">I")
@@ -41,6 +42,7 @@ class Uploads:
         self._parts = index.db("upload_parts")
 
     def create(self, repository: str) -> UploadInfo:
+        validate_repository(repository)
         info = UploadInfo(str(uuid.uuid4()), repository, 0, int(time.time() * 1000))
         record = json.dumps({"repository": repository, "size": 0, "parts": 0,
                              "started_at_ms": info.started_at_ms}).encode()
@@ -77,7 +79,7 @@ class Uploads:
                 raise OutOfRange(
                     f"append at {offset} but upload {upload_id} has {session['size']} bytes")
             if part.ids:
-                self._chunks.add_refs(txn, part.ids, +1)
+                self._chunks.add_refs(txn, part, +1)
                 number = int(session["parts"])
                 txn.put(uid + b"\0" + _PART.pack(number), part.pack(), db=self._parts)
                 session["parts"] = number + 1
@@ -124,7 +126,7 @@ class Uploads:
                 return False
             parts = list(self._index.scan_prefix(txn, "upload_parts", uid + b"\0"))
             recipe = Recipe.concat(Recipe.unpack(v) for _, v in parts)
-            self._chunks.add_refs(txn, recipe.ids, -1)
+            self._chunks.add_refs(txn, recipe, -1)
             self._drop(txn, uid, [k for k, _ in parts])
             return True
 

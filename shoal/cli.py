@@ -11,6 +11,8 @@ from pathlib import Path
 
 import uvloop
 
+from shoal.memory import pin_allocator
+
 DEFAULT_DATA = Path("shoal-data")
 DEFAULT_LISTEN = "127.0.0.1:5000"
 DEFAULT_NODE_LISTEN = "127.0.0.1:7400"
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pin_allocator()
     if args.command == "serve":
         logging.getLogger(__name__).info("registry on http://%s:%d, data in %s",
                                          *args.listen, args.data.resolve())

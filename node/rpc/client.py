@@ -83,6 +83,7 @@ class RemoteNode:
         async def requests() -> AsyncIterator[chunks_pb2.PutChunksRequest]:
             async for batch in batches:
                 yield chunks_pb2.PutChunksRequest(chunks=[convert.chunk_to_pb(c) for c in batch])
+            yield chunks_pb2.PutChunksRequest(last=True)
 
         try:
             reply = await self._chunks.Put(requests(), timeout=self._stream)
@@ -111,9 +112,9 @@ class RemoteNode:
 
     async def read_blob(self, digest: str, offset: int = 0, length: int | None = None
                         ) -> AsyncIterator[bytes]:
-        request = blobs_pb2.ReadBlobRequest(digest=digest, offset=offset, length=length or 0)
-        if length == 0:
-            return
+        request = blobs_pb2.ReadBlobRequest(digest=digest, offset=offset)
+        if length is not None:
+            request.length = length
         async for message in self._stream_from(self._blobs.Read, request):
             yield message.data
 

@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from node.api import StoredChunk
-from node.errors import NodeError, NotFound
+from node.errors import FailedPrecondition, NodeError, NotFound
 from node.local import LocalNode
 from node.rpc import convert
 from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
@@ -86,6 +86,10 @@ class ChunkStoreService(chunks_pb2_grpc.ChunkStoreServicer):
         async def batches() -> AsyncIterator[Sequence[StoredChunk]]:
             async for message in request_iterator:
                 yield [convert.chunk_from_pb(c) for c in message.chunks]
+                if message.last:
+                    return
+            # grpc.aio may end the request stream of a cancelled call like a finished one.
+            raise FailedPrecondition("put stream ended without its last message")
 
         result = await self.node.put_chunks(batches())
         return chunks_pb2.PutChunksResponse(stored=result.stored, duplicate=result.duplicate,
@@ -126,7 +130,7 @@ class BlobsService(blobs_pb2_grpc.BlobsServicer):
     @streaming
     async def Read(self, request: blobs_pb2.ReadBlobRequest, context: Ctx
                    ) -> AsyncIterator[blobs_pb2.ReadBlobResponse]:
-        length = request.length or None
+        length = request.length if request.HasField("length") else None
         async for piece in self.node.read_blob(request.digest, request.offset, length):
             yield blobs_pb2.ReadBlobResponse(data=piece)
 
@@ -275,15 +279,15 @@ async def start_server(node: LocalNode, listen: str) -> tuple[grpc.aio.Server, i
 async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
                      ready: Callable[[int], None] | None = None) -> None:
     """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     node = await LocalNode.open(data_dir, verify_puts=True)
     server, port = await start_server(node, listen)
     log.info("node serving %s on port %d", data_dir, port)
     if ready is not None:
         ready(port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("node stopping: draining calls for up to %.0f s", grace)
     await server.stop(grace)

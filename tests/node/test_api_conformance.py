@@ -517,12 +517,9 @@ async def test_write_blob_with_the_wrong_digest_commits_nothing(api: NodeAPI) ->
         await write_blob(api, repo, "sha256:nothex", pieces(data))
 
 
-# -- known bugs (tests/node/BUGS.md): strict xfails, so a fix turns them into failures to
-# -- remove the mark -------------------------------------------------------------------------
+# -- bugs found by this suite (tests/node/BUGS.md), now fixed ---------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG-1: recipe lengths are not checked against the chunks")
 async def test_commit_refuses_a_recipe_whose_lengths_disagree_with_its_chunks(
         api: NodeAPI) -> None:
     data = os.urandom(100_000)
@@ -540,8 +537,6 @@ async def test_commit_refuses_a_recipe_whose_lengths_disagree_with_its_chunks(
                              f"{len(served)} bytes, not those of its chunks")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG-2: over-long names reach LMDB and fail with its error")
 async def test_over_long_names_are_invalid_arguments(api: NodeAPI) -> None:
     digest, _ = await store_blob(api, os.urandom(2000))
     long_name = "a/" + "b" * 600

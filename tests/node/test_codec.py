@@ -84,8 +84,6 @@ def test_decode_rejects_an_unknown_codec() -> None:
         decode(StoredChunk(chunk_id(raw), 7, 3, raw))  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG-3: a zstd chunk claiming raw_length 0 decompresses unbounded")
 def test_decode_does_not_inflate_a_chunk_past_its_declared_length() -> None:
     import tracemalloc
 

@@ -95,6 +95,7 @@ async def test_put_with_a_hash_mismatch_or_unknown_codec(node_process: NodeProce
                        ) -> AsyncIterator[chunks_pb2.PutChunksRequest]:
             for m in messages:
                 yield m
+            yield chunks_pb2.PutChunksRequest(last=True)
 
         bad = chunks_pb2.PutChunksRequest(chunks=[convert.chunk_to_pb(forged)])
         assert await status_of(stub.Put(send(bad), timeout=10)) == \
@@ -252,8 +253,6 @@ async def test_unknown_upload_and_bad_append(node_process: NodeProcess) -> None:
         await remote.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG-4: RemoteNode.read_blob(length=0) never asks the node")
 async def test_an_empty_read_still_checks_the_blob_and_range(node_process: NodeProcess
                                                              ) -> None:
     """LocalNode raises NotFound / OutOfRange for these; RemoteNode returns nothing."""

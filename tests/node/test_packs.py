@@ -53,8 +53,6 @@ def test_unindexed_bytes_after_a_crash_are_harmless(scratch: Path) -> None:
         again.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG-5: a new pack file's directory entry is never fsynced")
 def test_a_new_pack_file_is_made_durable_in_its_directory(
         scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced_dirs: list[str] = []
@@ -79,8 +77,6 @@ def test_a_new_pack_file_is_made_durable_in_its_directory(
     assert synced_dirs.count(folder) >= 2, f"directories fsynced: {synced_dirs}"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG-6: a lost pack file surfaces as a bare FileNotFoundError")
 def test_a_lost_pack_file_is_data_loss(scratch: Path) -> None:
     data = random_bytes(100_000, seed=9)
 

@@ -8,7 +8,6 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from nodetest import encode
 
 from node.local import LocalNode
@@ -30,8 +29,6 @@ class CancelledContext:
         raise RuntimeError(f"aborted: {code} {details}")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG-7: a cancelled Put stream can be committed as if complete")
 async def test_a_put_whose_stream_ended_by_cancellation_commits_nothing(scratch: Path) -> None:
     """On a client cancel, grpc's server-side request iterator may simply end (its read
     returns EOF) before the handler task is cancelled; the handler must not take that end
