@@ -128,12 +128,12 @@ class LocalNode:
 
     async def _read_recipe(self, recipe: Recipe, offset: int, length: int | None
                            ) -> AsyncIterator[bytes]:
-        slices = list(recipe.slices(offset, length))  # OutOfRange before any byte
+        recipe.check_range(offset, length)  # OutOfRange before any byte
 
         def pieces() -> Iterator[bytes]:
             group: list[ChunkSlice] = []
             size = 0
-            for s in slices:
+            for s in recipe.slices(offset, length):
                 group.append(s)
                 size += s.end - s.start
                 if size >= READ_PIECE:

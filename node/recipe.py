@@ -90,16 +90,21 @@ class Recipe:
     def __hash__(self) -> int:
         return hash(tuple(self.ids))
 
+    def check_range(self, offset: int, length: int | None = None) -> int:
+        """The end of [offset, offset + length); OutOfRange when it is not in the blob."""
+        size = self.size
+        end = size if length is None else offset + length
+        if offset < 0 or end < offset or end > size:
+            raise OutOfRange(f"range {offset}-{end} outside blob of {size} bytes")
+        return end
+
     def slices(self, offset: int, length: int | None = None) -> Iterator[ChunkSlice]:
         """The chunk slices covering bytes [offset, offset + length) of the blob.
 
         Only the chunks that overlap the range are named, so a range read never touches
         the others. `length=None` reads to the end.
         """
-        size = self.size
-        end = size if length is None else offset + length
-        if offset < 0 or end < offset or end > size:
-            raise OutOfRange(f"range {offset}-{end} outside blob of {size} bytes")
+        end = self.check_range(offset, length)
         if offset == end:
             return
         index = bisect.bisect_right(self._ends, offset)
