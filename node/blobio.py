@@ -35,17 +35,21 @@ class _ChunkPipe:
         self._digester = digester
 
     def _encode(self, pieces: list[bytes] | None) -> list[StoredChunk]:
-        if pieces is None:
-            raws = self._chunker.finish()
-        else:
-            if self._digester is not None:
-                for piece in pieces:
-                    self._digester.update(piece)
-            raws = self._chunker.feed(*pieces)
+        raws = self._chunker.finish() if pieces is None else self._chunker.feed(*pieces)
         return [self._probe.encode(raw) for raw in raws]
 
+    def _digest(self, pieces: list[bytes]) -> None:
+        assert self._digester is not None
+        for piece in pieces:
+            self._digester.update(piece)
+
     async def feed(self, pieces: list[bytes]) -> list[StoredChunk]:
-        return await asyncio.to_thread(self._encode, pieces)
+        if self._digester is None:
+            return await asyncio.to_thread(self._encode, pieces)
+        # hashlib releases the GIL: the blob's digest runs on the other core meanwhile.
+        _, chunks = await asyncio.gather(asyncio.to_thread(self._digest, pieces),
+                                         asyncio.to_thread(self._encode, pieces))
+        return chunks
 
     async def finish(self) -> list[StoredChunk]:
         return await asyncio.to_thread(self._encode, None)

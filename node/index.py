@@ -20,6 +20,7 @@ from node.errors import InvalidArgument
 T = TypeVar("T")
 
 TABLES = (
+    "meta",            # b"format" -> FORMAT
     "chunks",          # chunk id -> ChunkEntry
     "corrupt",         # chunk id -> when and where verification failed
     "blobs",           # digest -> packed recipe
@@ -34,6 +35,8 @@ TABLES = (
 )
 
 INITIAL_MAP_SIZE = 1 << 30
+# Bumped whenever a table's encoding changes, so a node never misreads older data.
+FORMAT = b"shoal-index-1"
 
 
 def fetch(txn: lmdb.Transaction, k: bytes, db: Any) -> bytes | None:
@@ -55,6 +58,14 @@ class Index:
             subdir=True,
         )
         self.dbs: dict[str, Any] = {name: self.env.open_db(name.encode()) for name in TABLES}
+        with self.env.begin(write=True) as txn:
+            found = txn.get(b"format", db=self.dbs["meta"])
+            if found is None:
+                txn.put(b"format", FORMAT, db=self.dbs["meta"])
+            elif bytes(found) != FORMAT:
+                self.env.close()
+                raise SystemExit(f"{path} holds index format {bytes(found).decode()!r}; "
+                                 f"this Shoal reads {FORMAT.decode()!r}")
         # LMDB may only resize while no transaction is open in this process, so every
         # transaction holds the gate shared and growing takes it alone.
         self._gate = threading.Condition()

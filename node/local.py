@@ -42,7 +42,8 @@ class LocalNode:
     `verify_puts` re-hashes every chunk handed to `put_chunks`. A node serving gRPC must
     (its senders are other processes); in the embedded default the only sender is this
     process's own chunker, which computed each id from the very bytes it hands over, so
-    the second hash would only halve ingest. Reads are always verified.
+    the second hash would only halve ingest. Reads always check the stored bytes against
+    the checksum taken when they were written (node/codec.py says why not SHA-256).
     """
 
     def __init__(self, data_dir: Path, verify_puts: bool = False) -> None:

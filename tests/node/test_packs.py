@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import stat
 from pathlib import Path
 
 import pytest
-from nodetest import collect, encode, one_batch, pieces, random_bytes, recipe_of, sha256
+from nodetest import collect, pieces, random_bytes, sha256
 
 from node.blobio import write_blob
 from node.errors import DataLoss
@@ -101,26 +100,5 @@ def test_a_lost_pack_file_is_data_loss(scratch: Path) -> None:
         finally:
             await node.close()
         raise AssertionError("read a blob whose pack is gone")
-
-    asyncio.run(go())
-
-
-def test_a_trusting_local_node_still_never_serves_a_forged_chunk(scratch: Path) -> None:
-    """The embedded default skips re-hashing puts (its only sender is its own chunker);
-    reads are verified regardless, so a forged chunk is DataLoss, never served."""
-    real = encode(random_bytes(3000, seed=10))
-    forged = [dataclasses.replace(real[0], data=random_bytes(3000, seed=11))]
-
-    async def go() -> None:
-        node = await LocalNode.open(scratch / "data")  # verify_puts=False
-        try:
-            await node.put_chunks(one_batch(forged))
-            digest = sha256(random_bytes(3000, seed=10))
-            await node.commit_blob(digest, recipe_of(forged))
-            with pytest.raises(DataLoss):
-                await collect(node.read_blob(digest))
-            assert list(node.chunks.corrupt_chunks()) == [forged[0].id.hex()]
-        finally:
-            await node.close()
 
     asyncio.run(go())
