@@ -36,7 +36,7 @@ class BlobStore:
         first missing). Committing an existing digest is a no-op: content addressing makes
         it the same bytes."""
         validate_digest(digest)
-        if not recipe.ids and digest not in EMPTY_DIGESTS:
+        if not recipe and digest not in EMPTY_DIGESTS:
             raise InvalidArgument(f"an empty recipe cannot be {digest}")
 
         def run(txn: lmdb.Transaction) -> BlobInfo:

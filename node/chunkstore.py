@@ -171,7 +171,7 @@ class ChunkStore:
         """
         counts: dict[bytes, int] = {}
         lengths: dict[bytes, int] = {}
-        for i, length in zip(recipe.ids, recipe.lengths, strict=True):
+        for i, length in recipe.entries():
             counts[i] = counts.get(i, 0) + delta
             if lengths.setdefault(i, length) != length:
                 raise InvalidArgument(f"chunk {i.hex()} given two lengths in one recipe")

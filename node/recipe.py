@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import accumulate
@@ -30,16 +31,37 @@ class ChunkSlice:
 
 
 class Recipe:
-    """An immutable list of (chunk id, length) with a prefix sum for range lookups."""
+    """An immutable list of (chunk id, length), kept packed, with a prefix sum for range
+    lookups.
 
-    __slots__ = ("_ends", "ids", "lengths")
+    A 4 GiB layer has about 200,000 chunks: as Python lists that is some 25 MB per open
+    recipe, packed it is 7 MB plus 1.6 MB of offsets, so memory stays near flat however
+    large the blob.
+    """
+
+    __slots__ = ("_ends", "_packed")
+
+    _packed: bytes
+    _ends: array[int]
 
     def __init__(self, ids: list[bytes], lengths: list[int]) -> None:
         if len(ids) != len(lengths):
             raise InvalidArgument("recipe ids and lengths differ in count")
-        self.ids = ids
-        self.lengths = lengths
-        self._ends = list(accumulate(lengths))
+        try:
+            packed = b"".join(ENTRY.pack(i, n) for i, n in zip(ids, lengths, strict=True))
+        except struct.error as exc:
+            raise InvalidArgument(f"bad recipe entry: {exc}") from None
+        self._set(packed, lengths)
+
+    def _set(self, packed: bytes, lengths: Iterable[int]) -> None:
+        self._packed = packed
+        self._ends = array("Q", accumulate(lengths))
+
+    @classmethod
+    def _of(cls, packed: bytes, lengths: Iterable[int]) -> Recipe:
+        recipe = cls.__new__(cls)
+        recipe._set(packed, lengths)
+        return recipe
 
     @classmethod
     def from_entries(cls, entries: Iterable[tuple[bytes, int]]) -> Recipe:
@@ -54,41 +76,47 @@ class Recipe:
     def unpack(cls, packed: bytes) -> Recipe:
         if len(packed) % ENTRY.size:
             raise InvalidArgument(f"recipe of {len(packed)} bytes is not a whole number of entries")
-        ids: list[bytes] = []
-        lengths: list[int] = []
-        for chunk_id, length in ENTRY.iter_unpack(packed):
-            if length == 0:
-                raise InvalidArgument("recipe has an empty chunk")
-            ids.append(chunk_id)
-            lengths.append(length)
-        return cls(ids, lengths)
+        lengths = [length for _, length in ENTRY.iter_unpack(packed)]
+        if 0 in lengths:
+            raise InvalidArgument("recipe has an empty chunk")
+        return cls._of(bytes(packed), lengths)
 
     @classmethod
     def concat(cls, parts: Iterable[Recipe]) -> Recipe:
-        ids: list[bytes] = []
-        lengths: list[int] = []
-        for part in parts:
-            ids.extend(part.ids)
-            lengths.extend(part.lengths)
-        return cls(ids, lengths)
+        parts = list(parts)
+        return cls._of(b"".join(p._packed for p in parts),
+                       (n for p in parts for _, n in p.entries()))
 
     def pack(self) -> bytes:
-        return b"".join(ENTRY.pack(i, n) for i, n in zip(self.ids, self.lengths, strict=True))
+        return self._packed
+
+    def entries(self) -> Iterator[tuple[bytes, int]]:
+        """(chunk id, length) in order."""
+        return ENTRY.iter_unpack(self._packed)
+
+    @property
+    def ids(self) -> list[bytes]:
+        return [i for i, _ in self.entries()]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [n for _, n in self.entries()]
 
     @property
     def size(self) -> int:
         return self._ends[-1] if self._ends else 0
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._ends)
+
+    def __bool__(self) -> bool:
+        return bool(self._ends)
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Recipe) and self.ids == other.ids and self.lengths == other.lengths
-        )
+        return isinstance(other, Recipe) and self._packed == other._packed
 
     def __hash__(self) -> int:
-        return hash(tuple(self.ids))
+        return hash(self._packed)
 
     def check_range(self, offset: int, length: int | None = None) -> int:
         """The end of [offset, offset + length); OutOfRange when it is not in the blob."""
@@ -108,14 +136,16 @@ class Recipe:
         if offset == end:
             return
         index = bisect.bisect_right(self._ends, offset)
-        while index < len(self.ids):
+        count = len(self._ends)
+        while index < count:
             chunk_end = self._ends[index]
-            chunk_start = chunk_end - self.lengths[index]
+            chunk_id, chunk_length = ENTRY.unpack_from(self._packed, index * ENTRY.size)
+            chunk_start = chunk_end - chunk_length
             if chunk_start >= end:
                 break
             yield ChunkSlice(
-                chunk_id=self.ids[index],
-                length=self.lengths[index],
+                chunk_id=chunk_id,
+                length=chunk_length,
                 start=max(offset, chunk_start) - chunk_start,
                 end=min(end, chunk_end) - chunk_start,
             )

@@ -78,7 +78,7 @@ class Uploads:
             if offset != session["size"]:
                 raise OutOfRange(
                     f"append at {offset} but upload {upload_id} has {session['size']} bytes")
-            if part.ids:
+            if part:
                 self._chunks.add_refs(txn, part, +1)
                 number = int(session["parts"])
                 txn.put(uid + b"\0" + _PART.pack(number), part.pack(), db=self._parts)
@@ -108,7 +108,7 @@ class Uploads:
                     f"upload {upload_id} has {session['size']} bytes, not {expected_size}")
             parts = list(self._index.scan_prefix(txn, "upload_parts", uid + b"\0"))
             recipe = Recipe.concat(Recipe.unpack(v) for _, v in parts)
-            if not recipe.ids and digest not in EMPTY_DIGESTS:
+            if not recipe and digest not in EMPTY_DIGESTS:
                 raise InvalidArgument(f"an empty upload cannot be {digest}")
             info = self._blobs.commit_in(txn, digest, recipe, refs_held=True)
             self._drop(txn, uid, [k for k, _ in parts])
