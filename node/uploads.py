@@ -45,7 +45,8 @@ class Uploads:
         validate_repository(repository)
         info = UploadInfo(str(uuid.uuid4()), repository, 0, int(time.time() * 1000))
         record = json.dumps({"repository": repository, "size": 0, "parts": 0,
-                             "started_at_ms": info.started_at_ms}).encode()
+                             "started_at_ms": info.started_at_ms,
+                             "touched_at_ms": info.started_at_ms}).encode()
         self._index.write(lambda txn: txn.put(info.id.encode(), record, db=self._sessions))
         return info
 
@@ -84,6 +85,7 @@ class Uploads:
                 txn.put(uid + b"\0" + _PART.pack(number), part.pack(), db=self._parts)
                 session["parts"] = number + 1
                 session["size"] = int(session["size"]) + part.size
+                session["touched_at_ms"] = int(time.time() * 1000)
                 txn.put(uid, json.dumps(session).encode(), db=self._sessions)
             return self._info(uid, session)
 
@@ -131,6 +133,26 @@ class Uploads:
             return True
 
         return self._index.write(run)
+
+    def expire(self, idle_ms: int, now_ms: int | None = None) -> list[str]:
+        """Cancel every session idle for longer than `idle_ms` (clients abandon pushes all
+        the time, and each session holds references on its chunks); returns their ids."""
+        cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - idle_ms
+
+        def stale(txn: lmdb.Transaction) -> list[tuple[str, str]]:
+            found = []
+            for uid, raw in txn.cursor(db=self._sessions):
+                session = json.loads(bytes(raw))
+                touched = int(session.get("touched_at_ms", session["started_at_ms"]))
+                if touched < cutoff:
+                    found.append((str(session["repository"]), bytes(uid).decode()))
+            return found
+
+        expired = []
+        for repository, upload_id in self._index.read(stale):
+            if self.cancel(repository, upload_id):
+                expired.append(upload_id)
+        return expired
 
     def _drop(self, txn: lmdb.Transaction, uid: bytes, part_keys: list[bytes]) -> None:
         for k in part_keys:

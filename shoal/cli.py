@@ -25,6 +25,11 @@ def _host_port(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def _upload_idle(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--upload-idle-hours", type=float, default=24.0, metavar="H",
+                         help="cancel upload sessions idle for longer than this (default: 24)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shoal",
@@ -43,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"data folder (default: ./{DEFAULT_DATA})")
     serve.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
                        help=f"HTTP address of the registry (default: {DEFAULT_LISTEN})")
+    _upload_idle(serve)
 
     node = commands.add_parser(
         "node", help="run a storage node serving gRPC",
@@ -53,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                       help=f"gRPC address (default: {DEFAULT_NODE_LISTEN}; port 0 picks one)")
     node.add_argument("--port-file", type=Path,
                       help="write the port actually bound to this file once serving")
+    _upload_idle(node)
 
     gateway = commands.add_parser(
         "gateway", help="run an OCI gateway in front of a storage node",
@@ -71,25 +78,28 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def _serve(data: Path, listen: tuple[str, int]) -> None:
+async def _serve(data: Path, listen: tuple[str, int], upload_idle: float) -> None:
     from gateway.server import run_gateway
+    from node.janitor import expire_uploads_forever
     from node.local import LocalNode
 
     node = await LocalNode.open(data)
+    janitor = asyncio.create_task(expire_uploads_forever(node, upload_idle))
     try:
         await run_gateway(node, listen[0], listen[1], _until_signalled())
     finally:
+        janitor.cancel()
         await node.close()
 
 
-async def _node(data: Path, listen: str, port_file: Path | None) -> None:
+async def _node(data: Path, listen: str, port_file: Path | None, upload_idle: float) -> None:
     from node.rpc.server import serve_node
 
     def ready(port: int) -> None:
         if port_file is not None:
             port_file.write_text(f"{port}\n")
 
-    await serve_node(data, listen, ready=ready)
+    await serve_node(data, listen, ready=ready, upload_idle=upload_idle)
 
 
 async def _gateway(target: str, listen: tuple[str, int]) -> None:
@@ -112,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         logging.getLogger(__name__).info("registry on http://%s:%d, data in %s",
                                          *args.listen, args.data.resolve())
-        uvloop.run(_serve(args.data, args.listen))
+        uvloop.run(_serve(args.data, args.listen, args.upload_idle_hours * 3600))
     elif args.command == "node":
-        uvloop.run(_node(args.data, args.listen, args.port_file))
+        uvloop.run(_node(args.data, args.listen, args.port_file, args.upload_idle_hours * 3600))
     elif args.command == "gateway":
         uvloop.run(_gateway(args.node, args.listen))
     return 0

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from node.api import StoredChunk
 from node.errors import FailedPrecondition, NodeError, NotFound
+from node.janitor import UPLOAD_IDLE_SECONDS, expire_uploads_forever
 from node.local import LocalNode
 from node.rpc import convert
 from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
@@ -277,7 +278,8 @@ async def start_server(node: LocalNode, listen: str) -> tuple[grpc.aio.Server, i
 
 
 async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
-                     ready: Callable[[int], None] | None = None) -> None:
+                     ready: Callable[[int], None] | None = None,
+                     upload_idle: float = UPLOAD_IDLE_SECONDS) -> None:
     """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -286,9 +288,11 @@ async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
     node = await LocalNode.open(data_dir, verify_puts=True)
     server, port = await start_server(node, listen)
     log.info("node serving %s on port %d", data_dir, port)
+    janitor = asyncio.create_task(expire_uploads_forever(node, upload_idle))
     if ready is not None:
         ready(port)
     await stop.wait()
     log.info("node stopping: draining calls for up to %.0f s", grace)
+    janitor.cancel()
     await server.stop(grace)
     await node.close()

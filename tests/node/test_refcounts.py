@@ -133,3 +133,26 @@ async def test_append_of_a_missing_chunk_changes_nothing(local_dir: Path) -> Non
         assert info is not None and info.size == 0
     finally:
         await node.close()
+
+
+async def test_idle_uploads_expire_and_release_their_chunks(local_dir: Path) -> None:
+    node = await LocalNode.open(local_dir)
+    try:
+        chunks = encode(random_bytes(120_000, seed=21))
+        await node.put_chunks(one_batch(chunks))
+        idle = await node.create_upload("lib/idle")
+        await node.append_upload("lib/idle", idle.id, 0, recipe_of(chunks))
+        fresh = await node.create_upload("lib/fresh")
+        assert refs(node, [c.id for c in chunks]) == [1] * len(chunks)
+
+        # Nothing is idle for a day yet.
+        assert node.uploads.expire(idle_ms=24 * 3600 * 1000) == []
+        # Seen from an hour later, both sessions are older than a minute of idleness.
+        later = idle.started_at_ms + 3600 * 1000
+        assert sorted(node.uploads.expire(idle_ms=60_000, now_ms=later)) == sorted(
+            [idle.id, fresh.id])
+        assert await node.get_upload("lib/idle", idle.id) is None
+        assert await node.get_upload("lib/fresh", fresh.id) is None
+        assert refs(node, [c.id for c in chunks]) == [0] * len(chunks)
+    finally:
+        await node.close()
