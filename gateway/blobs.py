@@ -21,7 +21,7 @@ from node import errors as node_errors
 
 log = logging.getLogger(__name__)
 
-WRITE_BUFFER = 4 << 20
+WRITE_BUFFER = 2 << 20
 
 
 def _etag(digest: str) -> str:
