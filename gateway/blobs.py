@@ -96,13 +96,14 @@ async def get(request: web.Request, params: Params) -> web.StreamResponse:
         await _close(pieces)
 
 
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _prepend(first: bytes | memoryview, rest: AsyncIterator[bytes | memoryview]
+                   ) -> AsyncIterator[bytes | memoryview]:
     yield first
     async for piece in rest:
         yield piece
 
 
-async def _close(pieces: AsyncIterator[bytes]) -> None:
+async def _close(pieces: AsyncIterator[bytes | memoryview]) -> None:
     close = getattr(pieces, "aclose", None)
     if close is not None:
         await close()

@@ -58,7 +58,7 @@ async def read_limited(request: web.Request, limit: int, idle_timeout: float) ->
     return bytes(buffer)
 
 
-async def hash_stream(pieces: AsyncIterable[bytes], algorithm: str) -> str:
+async def hash_stream(pieces: AsyncIterable[bytes | memoryview], algorithm: str) -> str:
     """`algorithm:hex` of a stream, hashing large pieces off the event loop."""
     hasher = hashlib.new(algorithm)
     async for piece in pieces:
@@ -69,7 +69,8 @@ async def hash_stream(pieces: AsyncIterable[bytes], algorithm: str) -> str:
     return f"{algorithm}:{hasher.hexdigest()}"
 
 
-async def send_pieces(response: web.StreamResponse, pieces: AsyncIterable[bytes],
+async def send_pieces(response: web.StreamResponse,
+                      pieces: AsyncIterable[bytes | memoryview],
                       write_timeout: float) -> None:
     async for piece in pieces:
         async with asyncio.timeout(write_timeout):

@@ -96,8 +96,9 @@ class NodeAPI(ChunkAPI, Protocol):
     async def commit_blob(self, digest: str, recipe: Recipe) -> BlobInfo: ...
 
     def read_blob(self, digest: str, offset: int = 0, length: int | None = None
-                  ) -> AsyncIterator[bytes]:
-        """The bytes [offset, offset + length) as a stream of pieces of at most ~1 MiB."""
+                  ) -> AsyncIterator[bytes | memoryview]:
+        """The bytes [offset, offset + length) as a stream of pieces of about 1 MiB. A piece
+        may be a memoryview of a read buffer: serving it needs no copy of its own."""
         ...
 
     async def delete_blob(self, digest: str) -> bool: ...
@@ -151,7 +152,8 @@ class NodeAPI(ChunkAPI, Protocol):
         (OutOfRange otherwise), which makes a retried or reordered append harmless."""
         ...
 
-    def read_upload(self, repository: str, upload_id: str) -> AsyncIterator[bytes]: ...
+    def read_upload(self, repository: str, upload_id: str
+                    ) -> AsyncIterator[bytes | memoryview]: ...
 
     async def finish_upload(self, repository: str, upload_id: str, digest: str,
                             expected_size: int | None = None) -> BlobInfo:

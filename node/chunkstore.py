@@ -25,7 +25,7 @@ from node.codec import MAX_RAW_LENGTH, checksum, decode, decode_stored
 from node.errors import DataLoss, InvalidArgument, NotFound
 from node.index import Index, fetch
 from node.packs import Packs
-from node.recipe import Recipe
+from node.recipe import ChunkSlice, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -219,16 +219,45 @@ class ChunkStore:
             out.extend(self._read_run(run))
         return out
 
-    def _read_run(self, run: list[tuple[bytes, ChunkEntry]]) -> list[bytes | memoryview]:
+    def read_slices(self, group: Sequence[ChunkSlice]) -> bytes | memoryview:
+        """The bytes of `group`'s slices, in order, verified. When they are raw chunks lying
+        back to back in one pack (a blob written in order, stored as it came), the answer
+        is a view of a single pread: no copy of its own."""
+        ids = [s.chunk_id for s in group]
+        entries = self.entries(ids)
+        run: list[tuple[bytes, ChunkEntry]] = []
+        for cid, entry in zip(ids, entries, strict=True):
+            if entry is None:
+                raise NotFound(f"chunk {cid.hex()} is not stored")
+            if entry.codec != Codec.RAW or (run and not _follows(run[-1][1], entry)):
+                break
+            run.append((cid, entry))
+        else:
+            span = self._read_span(run)
+            for cid, entry in run:
+                start = entry.offset - run[0][1].offset
+                self._check_stored(StoredChunk(cid, entry.codec, entry.raw_length,
+                                               span[start:start + entry.stored_length]), entry)
+            return span[group[0].start:len(span) - (group[-1].length - group[-1].end)]
+        raws = self.read_raw(ids)
+        return b"".join(
+            raw if (s.start == 0 and s.end == len(raw)) else raw[s.start:s.end]
+            for s, raw in zip(group, raws, strict=True))
+
+    def _read_span(self, run: list[tuple[bytes, ChunkEntry]]) -> memoryview:
         first = run[0][1]
         last = run[-1][1]
         try:
-            span = memoryview(self._packs.read(first.pack, first.offset,
+            return memoryview(self._packs.read(first.pack, first.offset,
                                                last.offset + last.stored_length - first.offset))
         except OSError as exc:
             for cid, entry in run:
                 self._report_corrupt(cid, entry, f"pack unreadable: {exc}")
             raise DataLoss(f"pack {first.pack} is unreadable: {exc}") from None
+
+    def _read_run(self, run: list[tuple[bytes, ChunkEntry]]) -> list[bytes | memoryview]:
+        first = run[0][1]
+        span = self._read_span(run)
         out = []
         for cid, entry in run:
             start = entry.offset - first.offset

@@ -122,16 +122,16 @@ class LocalNode:
         return await self._run(self.blobs.delete, digest)
 
     async def read_blob(self, digest: str, offset: int = 0, length: int | None = None
-                        ) -> AsyncIterator[bytes]:
+                        ) -> AsyncIterator[bytes | memoryview]:
         recipe = await self.get_recipe(digest)
         async for piece in self._read_recipe(recipe, offset, length):
             yield piece
 
     async def _read_recipe(self, recipe: Recipe, offset: int, length: int | None
-                           ) -> AsyncIterator[bytes]:
+                           ) -> AsyncIterator[bytes | memoryview]:
         recipe.check_range(offset, length)  # OutOfRange before any byte
 
-        def pieces() -> Iterator[bytes]:
+        def pieces() -> Iterator[bytes | memoryview]:
             group: list[ChunkSlice] = []
             size = 0
             for s in recipe.slices(offset, length):
@@ -146,11 +146,8 @@ class LocalNode:
         async for piece in stream_in_thread(pieces, READ_AHEAD):
             yield piece
 
-    def _assemble(self, group: list[ChunkSlice]) -> bytes:
-        raws = self.chunks.read_raw([s.chunk_id for s in group])
-        return b"".join(
-            raw if (s.start == 0 and s.end == len(raw)) else raw[s.start:s.end]
-            for s, raw in zip(group, raws, strict=True))
+    def _assemble(self, group: list[ChunkSlice]) -> bytes | memoryview:
+        return self.chunks.read_slices(group)
 
     # -- repositories, manifests, tags, referrers ----------------------------------------------
 
@@ -199,7 +196,8 @@ class LocalNode:
                             part: Recipe) -> UploadInfo:
         return await self._run(self.uploads.append, repository, upload_id, offset, part)
 
-    async def read_upload(self, repository: str, upload_id: str) -> AsyncIterator[bytes]:
+    async def read_upload(self, repository: str, upload_id: str
+                          ) -> AsyncIterator[bytes | memoryview]:
         recipe = await self._run(self.uploads.recipe, repository, upload_id)
         async for piece in self._read_recipe(recipe, 0, None):
             yield piece

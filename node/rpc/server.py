@@ -133,7 +133,7 @@ class BlobsService(blobs_pb2_grpc.BlobsServicer):
                    ) -> AsyncIterator[blobs_pb2.ReadBlobResponse]:
         length = request.length if request.HasField("length") else None
         async for piece in self.node.read_blob(request.digest, request.offset, length):
-            yield blobs_pb2.ReadBlobResponse(data=piece)
+            yield blobs_pb2.ReadBlobResponse(data=bytes(piece))
 
     @unary
     async def Delete(self, request: blobs_pb2.DeleteBlobRequest, context: Ctx
@@ -237,7 +237,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     async def ReadUpload(self, request: registry_pb2.UploadRef, context: Ctx
                          ) -> AsyncIterator[blobs_pb2.ReadBlobResponse]:
         async for piece in self.node.read_upload(request.repository, request.id):
-            yield blobs_pb2.ReadBlobResponse(data=piece)
+            yield blobs_pb2.ReadBlobResponse(data=bytes(piece))
 
     @unary
     async def FinishUpload(self, request: registry_pb2.FinishUploadRequest, context: Ctx
