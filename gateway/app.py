@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway import base, blobs, manifests, referrers, tags, uploads
 from gateway.context import GATEWAY, Gateway, GatewayConfig
+from gateway.metrics import METRICS, GatewayMetrics, metrics_middleware, serve_metrics
 from gateway.middleware import add_api_version, error_middleware
 from gateway.routing import Router, endpoint
 from node.api import NodeAPI
@@ -32,9 +33,13 @@ def make_router() -> Router:
     ])
 
 
-def make_app(api: NodeAPI, config: GatewayConfig | None = None) -> web.Application:
-    """The gateway over `api`. The caller owns `api` and closes it after the app stops."""
-    app = web.Application(middlewares=[error_middleware])
+def make_app(api: NodeAPI, config: GatewayConfig | None = None,
+             metrics: GatewayMetrics | None = None) -> web.Application:
+    """The gateway over `api`. The caller owns `api` and closes it after the app stops.
+    `metrics` lets the caller add collectors (an in-process node's) to /metrics."""
+    metrics = metrics if metrics is not None else GatewayMetrics()
+    app = web.Application(middlewares=[metrics_middleware(metrics), error_middleware])
+    app[METRICS] = metrics
     gateway = Gateway(api, config or GatewayConfig())
     app[GATEWAY] = gateway
 
@@ -47,6 +52,7 @@ def make_app(api: NodeAPI, config: GatewayConfig | None = None) -> web.Applicati
     async def dispatch(request: web.Request) -> web.StreamResponse:
         return await router(request)
 
+    app.router.add_get("/metrics", serve_metrics)
     app.router.add_route("*", "/{path:.*}", dispatch)
     app.on_response_prepare.append(add_api_version)
     return app

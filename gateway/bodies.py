@@ -14,6 +14,7 @@ from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import BLOB_UPLOAD_INVALID, SIZE_INVALID, RegistryError
+from gateway.metrics import METRICS
 
 # Below this a piece is hashed on the event loop; above it hashlib drops the GIL and a
 # thread keeps the loop free for other requests.
@@ -26,6 +27,7 @@ async def request_pieces(request: web.Request, idle_timeout: float,
     with SIZE_INVALID before its last piece is handed on, so a consumer that commits only
     at the end of the stream commits nothing."""
     received = 0
+    counter = request.app[METRICS].received
     while True:
         try:
             async with asyncio.timeout(idle_timeout):
@@ -38,6 +40,7 @@ async def request_pieces(request: web.Request, idle_timeout: float,
         if not piece:
             break
         received += len(piece)
+        counter.inc(len(piece))
         if expected is not None and received > expected:
             raise RegistryError(SIZE_INVALID, f"body longer than the {expected} bytes declared")
         yield piece

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.errors import NOT_FOUND, UNSUPPORTED, RegistryError
+from gateway.metrics import ROUTE
 from gateway.names import parse_name
 
 Params = dict[str, str]
@@ -50,6 +51,7 @@ class Router:
                 raise RegistryError(UNSUPPORTED, f"{method[:20]} is not allowed here",
                                     headers={"Allow": allowed})
             params = match.groupdict()
+            request[ROUTE] = f"{handler.__module__.rpartition('.')[2]}.{handler.__name__}"
             if "name" in params:
                 parse_name(params["name"])
             return await handler(request, params)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ class PutBatch:
         """fsync the packs, then make every written chunk visible in one transaction."""
         store = self._store
         if not self._pending:
+            store.count_put(0, self._seen, 0)
             return PutResult(duplicate=self._seen)
         store.packs.sync()
         table = store.index.db("chunks")
@@ -119,6 +121,7 @@ class PutBatch:
             return stored
 
         stored = store.index.write(run)
+        store.count_put(stored, self._seen - stored, self._stored_bytes)
         self._pending.clear()
         return PutResult(stored=stored, duplicate=self._seen - stored,
                          stored_bytes=self._stored_bytes)
@@ -132,6 +135,16 @@ class ChunkStore:
         self._index = index
         self._packs = packs
         self._chunks = index.db("chunks")
+        self._counts_lock = threading.Lock()
+        self.chunks_written = 0
+        self.chunks_duplicate = 0
+        self.stored_bytes = 0
+
+    def count_put(self, written: int, duplicate: int, stored_bytes: int) -> None:
+        with self._counts_lock:
+            self.chunks_written += written
+            self.chunks_duplicate += duplicate
+            self.stored_bytes += stored_bytes
 
     # -- lookups -------------------------------------------------------------------------
 

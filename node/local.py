@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+import lmdb
 
 from node.api import (
     BlobInfo,
@@ -34,6 +37,21 @@ READ_PIECE = 1 << 20        # bytes handed to the caller per piece
 READ_AHEAD = 2              # pieces prepared ahead of the consumer
 PUT_GROUP = 4 << 20         # chunk bytes handed to the writing thread at once
 GET_BATCH = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    chunks_written: int
+    chunks_duplicate: int
+    stored_bytes: int
+    logical_bytes: int
+    uploads_expired: int
+    chunks: int
+    blobs: int
+    upload_sessions: int
+    corrupt_chunks: int
+    pack_bytes: int
+    index_bytes: int
 
 
 class LocalNode:
@@ -65,6 +83,24 @@ class LocalNode:
             self.index.close()
 
         await asyncio.to_thread(shut)
+
+    def stats(self) -> NodeStats:
+        """Counters since the node started, and the sizes of its tables and folders."""
+        def entries(txn: lmdb.Transaction) -> dict[str, int]:
+            return {name: int(txn.stat(self.index.db(name))["entries"])
+                    for name in ("chunks", "blobs", "uploads", "corrupt")}
+
+        counts = self.index.read(entries)
+        packs = sum(p.stat().st_size for p in (self.data_dir / "packs").glob("pack-*.dat"))
+        return NodeStats(
+            chunks_written=self.chunks.chunks_written,
+            chunks_duplicate=self.chunks.chunks_duplicate,
+            stored_bytes=self.chunks.stored_bytes,
+            logical_bytes=self.uploads.logical_bytes,
+            uploads_expired=self.uploads.expired,
+            chunks=counts["chunks"], blobs=counts["blobs"],
+            upload_sessions=counts["uploads"], corrupt_chunks=counts["corrupt"],
+            pack_bytes=packs, index_bytes=self.index.size_on_disk())
 
     @staticmethod
     async def _run(fn: Callable[..., T], *args: object) -> T:

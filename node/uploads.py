@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 import time
 import uuid
 
@@ -40,6 +41,9 @@ class Uploads:
         self._blobs = blobs
         self._sessions = index.db("uploads")
         self._parts = index.db("upload_parts")
+        self._counts_lock = threading.Lock()
+        self.logical_bytes = 0
+        self.expired = 0
 
     def create(self, repository: str) -> UploadInfo:
         validate_repository(repository)
@@ -89,7 +93,10 @@ class Uploads:
                 txn.put(uid, json.dumps(session).encode(), db=self._sessions)
             return self._info(uid, session)
 
-        return self._index.write(run)
+        info = self._index.write(run)
+        with self._counts_lock:
+            self.logical_bytes += part.size
+        return info
 
     def recipe(self, repository: str, upload_id: str) -> Recipe:
         def run(txn: lmdb.Transaction) -> Recipe:
@@ -152,6 +159,8 @@ class Uploads:
         for repository, upload_id in self._index.read(stale):
             if self.cancel(repository, upload_id):
                 expired.append(upload_id)
+        with self._counts_lock:
+            self.expired += len(expired)
         return expired
 
     def _drop(self, txn: lmdb.Transaction, uid: bytes, part_keys: list[bytes]) -> None:

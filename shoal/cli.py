@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                       help=f"gRPC address (default: {DEFAULT_NODE_LISTEN}; port 0 picks one)")
     node.add_argument("--port-file", type=Path,
                       help="write the port actually bound to this file once serving")
+    node.add_argument("--metrics-listen", type=_host_port, metavar="HOST:PORT",
+                      help="serve Prometheus metrics over HTTP here (default: off)")
     _upload_idle(node)
 
     gateway = commands.add_parser(
@@ -79,27 +81,33 @@ async def _until_signalled() -> None:
 
 
 async def _serve(data: Path, listen: tuple[str, int], upload_idle: float) -> None:
+    from gateway.metrics import GatewayMetrics
     from gateway.server import run_gateway
     from node.janitor import expire_uploads_forever
     from node.local import LocalNode
+    from node.metrics import NodeCollector
 
     node = await LocalNode.open(data)
+    metrics = GatewayMetrics()
+    metrics.registry.register(NodeCollector(node))
     janitor = asyncio.create_task(expire_uploads_forever(node, upload_idle))
     try:
-        await run_gateway(node, listen[0], listen[1], _until_signalled())
+        await run_gateway(node, listen[0], listen[1], _until_signalled(), metrics=metrics)
     finally:
         janitor.cancel()
         await node.close()
 
 
-async def _node(data: Path, listen: str, port_file: Path | None, upload_idle: float) -> None:
+async def _node(data: Path, listen: str, port_file: Path | None, upload_idle: float,
+                metrics_listen: tuple[str, int] | None) -> None:
     from node.rpc.server import serve_node
 
     def ready(port: int) -> None:
         if port_file is not None:
             port_file.write_text(f"{port}\n")
 
-    await serve_node(data, listen, ready=ready, upload_idle=upload_idle)
+    await serve_node(data, listen, ready=ready, upload_idle=upload_idle,
+                     metrics_listen=metrics_listen)
 
 
 async def _gateway(target: str, listen: tuple[str, int]) -> None:
@@ -124,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                                          *args.listen, args.data.resolve())
         uvloop.run(_serve(args.data, args.listen, args.upload_idle_hours * 3600))
     elif args.command == "node":
-        uvloop.run(_node(args.data, args.listen, args.port_file, args.upload_idle_hours * 3600))
+        uvloop.run(_node(args.data, args.listen, args.port_file, args.upload_idle_hours * 3600,
+                         args.metrics_listen))
     elif args.command == "gateway":
         uvloop.run(_gateway(args.node, args.listen))
     return 0

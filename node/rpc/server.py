@@ -15,11 +15,13 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry, start_http_server
 
 from node.api import StoredChunk
 from node.errors import FailedPrecondition, NodeError, NotFound
 from node.janitor import UPLOAD_IDLE_SECONDS, expire_uploads_forever
 from node.local import LocalNode
+from node.metrics import NodeCollector
 from node.rpc import convert
 from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
 from node.rpc.status import status_of
@@ -279,7 +281,8 @@ async def start_server(node: LocalNode, listen: str) -> tuple[grpc.aio.Server, i
 
 async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
                      ready: Callable[[int], None] | None = None,
-                     upload_idle: float = UPLOAD_IDLE_SECONDS) -> None:
+                     upload_idle: float = UPLOAD_IDLE_SECONDS,
+                     metrics_listen: tuple[str, int] | None = None) -> None:
     """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -289,6 +292,12 @@ async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
     server, port = await start_server(node, listen)
     log.info("node serving %s on port %d", data_dir, port)
     janitor = asyncio.create_task(expire_uploads_forever(node, upload_idle))
+    if metrics_listen is not None:
+        registry = CollectorRegistry()
+        registry.register(NodeCollector(node))
+        # prometheus-client's own server runs in a thread of its own, off the event loop.
+        start_http_server(metrics_listen[1], metrics_listen[0], registry=registry)
+        log.info("node metrics on http://%s:%d/metrics", *metrics_listen)
     if ready is not None:
         ready(port)
     await stop.wait()

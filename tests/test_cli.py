@@ -1,0 +1,58 @@
+"""The `shoal` command as a user meets it: help that reads well, and a node's metrics."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+SHOAL = [sys.executable, "-m", "shoal"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_help_names_every_command() -> None:
+    out = subprocess.run([*SHOAL, "--help"], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    for command in ("serve", "node", "gateway"):
+        assert command in out
+    serve = subprocess.run([*SHOAL, "serve", "--help"], capture_output=True, text=True,
+                           timeout=60, check=True).stdout
+    assert "--data" in serve and "--listen" in serve and "127.0.0.1:5000" in serve
+
+
+def test_a_bad_listen_address_is_a_clear_usage_error() -> None:
+    result = subprocess.run([*SHOAL, "serve", "--listen", "nowhere"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "HOST:PORT" in result.stderr
+
+
+def test_a_node_serves_prometheus_metrics(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    metrics_port = free_port()
+    proc = subprocess.Popen(
+        [*SHOAL, "node", "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0",
+         "--port-file", str(port_file), "--metrics-listen", f"127.0.0.1:{metrics_port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert proc.poll() is None and time.monotonic() < deadline, "node did not start"
+            time.sleep(0.05)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                    timeout=10) as response:
+            text = response.read().decode()
+        assert "shoal_chunks 0.0" in text
+        assert "shoal_dedup_saved_ratio" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
