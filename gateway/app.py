@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import base, blobs, manifests, referrers, tags, uploads
+from gateway.auth.guard import Guard
 from gateway.context import GATEWAY, Gateway, GatewayConfig
 from gateway.metrics import METRICS, GatewayMetrics, metrics_middleware, serve_metrics
 from gateway.middleware import add_api_version, error_middleware
@@ -16,7 +17,7 @@ _DIGEST = r"(?P<digest>[^/]+)"
 _UPLOAD = r"(?P<upload>[^/]+)"
 
 
-def make_router() -> Router:
+def make_router(guard: Guard | None = None) -> Router:
     return Router([
         endpoint("/?", {"GET": base.version_check}, named=False),
         endpoint("/_catalog", {"GET": base.catalog}, named=False),
@@ -30,13 +31,15 @@ def make_router() -> Router:
                   "DELETE": uploads.cancel}),
         endpoint(f"/blobs/{_DIGEST}", {"GET": blobs.get, "DELETE": blobs.delete}),
         endpoint(f"/referrers/{_DIGEST}", {"GET": referrers.list_referrers}),
-    ])
+    ], guard=guard.authorize if guard is not None else None)
 
 
 def make_app(api: NodeAPI, config: GatewayConfig | None = None,
-             metrics: GatewayMetrics | None = None) -> web.Application:
+             metrics: GatewayMetrics | None = None, guard: Guard | None = None
+             ) -> web.Application:
     """The gateway over `api`. The caller owns `api` and closes it after the app stops.
-    `metrics` lets the caller add collectors (an in-process node's) to /metrics."""
+    `metrics` lets the caller add collectors (an in-process node's) to /metrics; `guard`
+    turns on authentication and rights (gateway/auth)."""
     metrics = metrics if metrics is not None else GatewayMetrics()
     app = web.Application(middlewares=[metrics_middleware(metrics), error_middleware])
     app[METRICS] = metrics
@@ -47,12 +50,15 @@ def make_app(api: NodeAPI, config: GatewayConfig | None = None,
         await gateway.drain()
 
     app.on_cleanup.append(finish_clean_ups)
-    router = make_router()
+    router = make_router(guard)
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         return await router(request)
 
     app.router.add_get("/metrics", serve_metrics)
+    if guard is not None:
+        app.router.add_route("GET", "/token", guard.token)
+        app.router.add_route("POST", "/token", guard.token)
     app.router.add_route("*", "/{path:.*}", dispatch)
     app.on_response_prepare.append(add_api_version)
     return app

@@ -31,10 +31,15 @@ def endpoint(suffix: str, methods: Mapping[str, Handler], *, named: bool = True)
     return Endpoint(re.compile(prefix + suffix), methods)
 
 
+Guard = Callable[[web.Request, str, dict[str, str]], Awaitable[None]]
+
+
 class Router:
-    def __init__(self, endpoints: Sequence[Endpoint]) -> None:
+    def __init__(self, endpoints: Sequence[Endpoint], guard: Guard | None = None) -> None:
         # Order matters: `/blobs/uploads` must be tried before `/blobs/<digest>`.
         self._endpoints = tuple(endpoints)
+        # Called with the route and its parameters before the handler: raises to refuse.
+        self._guard = guard
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
@@ -51,8 +56,11 @@ class Router:
                 raise RegistryError(UNSUPPORTED, f"{method[:20]} is not allowed here",
                                     headers={"Allow": allowed})
             params = match.groupdict()
-            request[ROUTE] = f"{handler.__module__.rpartition('.')[2]}.{handler.__name__}"
+            route = f"{handler.__module__.rpartition('.')[2]}.{handler.__name__}"
+            request[ROUTE] = route
             if "name" in params:
                 parse_name(params["name"])
+            if self._guard is not None:
+                await self._guard(request, route, params)
             return await handler(request, params)
         raise RegistryError(NOT_FOUND, "no such endpoint", {"path": path[:300]})

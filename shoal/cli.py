@@ -8,10 +8,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvloop
 
 from shoal.memory import pin_allocator
+
+if TYPE_CHECKING:
+    from gateway.auth.guard import Guard
 
 DEFAULT_DATA = Path("shoal-data")
 DEFAULT_LISTEN = "127.0.0.1:5000"
@@ -28,6 +32,24 @@ def _host_port(value: str) -> tuple[str, int]:
 def _upload_idle(command: argparse.ArgumentParser) -> None:
     command.add_argument("--upload-idle-hours", type=float, default=24.0, metavar="H",
                          help="cancel upload sessions idle for longer than this (default: 24)")
+
+
+def _auth(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--auth", type=Path, metavar="FILE",
+                         help="turn on authentication and rights from this TOML file "
+                              "(docs/auth.md); default: open to anyone who can connect")
+
+
+def _guard(auth: Path | None, data: Path) -> Guard | None:
+    if auth is None:
+        return None
+    from gateway.auth.config import load
+    from gateway.auth.guard import Guard
+
+    try:
+        return Guard(load(auth, data))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"shoal: cannot use {auth}: {exc}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
                        help=f"HTTP address of the registry (default: {DEFAULT_LISTEN})")
     _upload_idle(serve)
+    _auth(serve)
 
     node = commands.add_parser(
         "node", help="run a storage node serving gRPC",
@@ -69,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--node", required=True, help="gRPC address of the storage node")
     gateway.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
                          help=f"HTTP address (default: {DEFAULT_LISTEN})")
+    _auth(gateway)
     return parser
 
 
@@ -80,7 +104,8 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def _serve(data: Path, listen: tuple[str, int], upload_idle: float) -> None:
+async def _serve(data: Path, listen: tuple[str, int], upload_idle: float,
+                 guard: Guard | None) -> None:
     from gateway.metrics import GatewayMetrics
     from gateway.server import run_gateway
     from node.janitor import expire_uploads_forever
@@ -92,7 +117,8 @@ async def _serve(data: Path, listen: tuple[str, int], upload_idle: float) -> Non
     metrics.registry.register(NodeCollector(node))
     janitor = asyncio.create_task(expire_uploads_forever(node, upload_idle))
     try:
-        await run_gateway(node, listen[0], listen[1], _until_signalled(), metrics=metrics)
+        await run_gateway(node, listen[0], listen[1], _until_signalled(), metrics=metrics,
+                          guard=guard)
     finally:
         janitor.cancel()
         await node.close()
@@ -110,13 +136,13 @@ async def _node(data: Path, listen: str, port_file: Path | None, upload_idle: fl
                      metrics_listen=metrics_listen)
 
 
-async def _gateway(target: str, listen: tuple[str, int]) -> None:
+async def _gateway(target: str, listen: tuple[str, int], guard: Guard | None) -> None:
     from gateway.server import run_gateway
     from node.rpc.client import RemoteNode
 
     remote = RemoteNode(target)
     try:
-        await run_gateway(remote, listen[0], listen[1], _until_signalled())
+        await run_gateway(remote, listen[0], listen[1], _until_signalled(), guard=guard)
     finally:
         await remote.close()
 
@@ -130,10 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         logging.getLogger(__name__).info("registry on http://%s:%d, data in %s",
                                          *args.listen, args.data.resolve())
-        uvloop.run(_serve(args.data, args.listen, args.upload_idle_hours * 3600))
+        guard = _guard(args.auth, args.data)
+        uvloop.run(_serve(args.data, args.listen, args.upload_idle_hours * 3600, guard))
     elif args.command == "node":
         uvloop.run(_node(args.data, args.listen, args.port_file, args.upload_idle_hours * 3600,
                          args.metrics_listen))
     elif args.command == "gateway":
-        uvloop.run(_gateway(args.node, args.listen))
+        guard = _guard(args.auth, args.auth.parent if args.auth else Path.cwd())
+        uvloop.run(_gateway(args.node, args.listen, guard))
     return 0
