@@ -104,6 +104,9 @@ class Guard:
                 raise self._challenge(request, scope, "insufficient_scope")
         elif action in policy.actions(identity.user, repository):
             return
+        if identity.user is None:
+            # An anonymous token: signing in might help, so this is a 401, not a 403.
+            raise self._challenge(request, scope)
         raise RegistryError(DENIED, f"{action} is not allowed in {repository}",
                             detail={"repository": repository, "action": action})
 
