@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from shoal.memory import pin_allocator
 
 if TYPE_CHECKING:
     from gateway.auth.guard import Guard
+    from node.rpc.tls import TlsFiles
 
 DEFAULT_DATA = Path("shoal-data")
 DEFAULT_LISTEN = "127.0.0.1:5000"
@@ -38,6 +40,13 @@ def _auth(command: argparse.ArgumentParser) -> None:
     command.add_argument("--auth", type=Path, metavar="FILE",
                          help="turn on authentication and rights from this TOML file "
                               "(docs/auth.md); default: open to anyone who can connect")
+
+
+def _https_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--tls-cert", type=Path, metavar="PEM",
+                         help="serve HTTPS with this certificate chain (default: plain HTTP)")
+    command.add_argument("--tls-key", type=Path, metavar="PEM",
+                         help="the private key of --tls-cert")
 
 
 def _guard(auth: Path | None, data: Path) -> Guard | None:
@@ -72,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"HTTP address of the registry (default: {DEFAULT_LISTEN})")
     _upload_idle(serve)
     _auth(serve)
+    _https_options(serve)
 
     node = commands.add_parser(
         "node", help="run a storage node serving gRPC",
@@ -84,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
                       help="write the port actually bound to this file once serving")
     node.add_argument("--metrics-listen", type=_host_port, metavar="HOST:PORT",
                       help="serve Prometheus metrics over HTTP here (default: off)")
+    node.add_argument("--tls-cert", type=Path, metavar="PEM", help="this node's certificate")
+    node.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    node.add_argument("--tls-ca", type=Path, metavar="PEM",
+                      help="the cluster CA: with the two above, only clients holding a "
+                           "certificate it signed may connect (mutual TLS)")
     _upload_idle(node)
 
     gateway = commands.add_parser(
@@ -92,7 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--node", required=True, help="gRPC address of the storage node")
     gateway.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
                          help=f"HTTP address (default: {DEFAULT_LISTEN})")
+    gateway.add_argument("--node-cert", type=Path, metavar="PEM",
+                         help="this gateway's certificate for mutual TLS with the node")
+    gateway.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
+    gateway.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
     _auth(gateway)
+    _https_options(gateway)
     return parser
 
 
@@ -104,47 +124,85 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def _serve(data: Path, listen: tuple[str, int], upload_idle: float,
-                 guard: Guard | None) -> None:
+async def _serve(args: argparse.Namespace) -> None:
     from gateway.metrics import GatewayMetrics
     from gateway.server import run_gateway
     from node.janitor import expire_uploads_forever
     from node.local import LocalNode
     from node.metrics import NodeCollector
 
-    node = await LocalNode.open(data)
+    guard = _guard(args.auth, args.data)
+    ssl_context = _https(args.tls_cert, args.tls_key)
+    node = await LocalNode.open(args.data)
     metrics = GatewayMetrics()
     metrics.registry.register(NodeCollector(node))
-    janitor = asyncio.create_task(expire_uploads_forever(node, upload_idle))
+    janitor = asyncio.create_task(expire_uploads_forever(node, args.upload_idle_hours * 3600))
     try:
-        await run_gateway(node, listen[0], listen[1], _until_signalled(), metrics=metrics,
-                          guard=guard)
+        host, port = args.listen
+        await run_gateway(node, host, port, _until_signalled(), metrics=metrics,
+                          guard=guard, ssl_context=ssl_context)
     finally:
         janitor.cancel()
         await node.close()
 
 
-async def _node(data: Path, listen: str, port_file: Path | None, upload_idle: float,
-                metrics_listen: tuple[str, int] | None) -> None:
+async def _node(args: argparse.Namespace) -> None:
     from node.rpc.server import serve_node
+
+    port_file: Path | None = args.port_file
 
     def ready(port: int) -> None:
         if port_file is not None:
             port_file.write_text(f"{port}\n")
 
-    await serve_node(data, listen, ready=ready, upload_idle=upload_idle,
-                     metrics_listen=metrics_listen)
+    await serve_node(args.data, args.listen, ready=ready,
+                     upload_idle=args.upload_idle_hours * 3600,
+                     metrics_listen=args.metrics_listen,
+                     tls=_mtls(args.tls_cert, args.tls_key, args.tls_ca, "--tls"))
 
 
-async def _gateway(target: str, listen: tuple[str, int], guard: Guard | None) -> None:
+async def _gateway(args: argparse.Namespace) -> None:
     from gateway.server import run_gateway
     from node.rpc.client import RemoteNode
 
-    remote = RemoteNode(target)
+    guard = _guard(args.auth, args.auth.parent if args.auth else Path.cwd())
+    ssl_context = _https(args.tls_cert, args.tls_key)
+    remote = RemoteNode(args.node,
+                        tls=_mtls(args.node_cert, args.node_key, args.node_ca, "--node"))
     try:
-        await run_gateway(remote, listen[0], listen[1], _until_signalled(), guard=guard)
+        host, port = args.listen
+        await run_gateway(remote, host, port, _until_signalled(), guard=guard,
+                          ssl_context=ssl_context)
     finally:
         await remote.close()
+
+
+def _https(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise SystemExit("shoal: --tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SystemExit(f"shoal: cannot use {cert} and {key}: {exc}") from None
+    return context
+
+
+def _mtls(cert: Path | None, key: Path | None, ca: Path | None, flag: str) -> TlsFiles | None:
+    from node.rpc.tls import TlsFiles
+
+    given = [p for p in (cert, key, ca) if p is not None]
+    if not given:
+        return None
+    if cert is None or key is None or ca is None:
+        raise SystemExit(f"shoal: {flag}-cert, {flag}-key and {flag}-ca go together")
+    for path in (cert, key, ca):
+        if not path.is_file():
+            raise SystemExit(f"shoal: {path} is not a file")
+    return TlsFiles(cert, key, ca)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,14 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pin_allocator()
     if args.command == "serve":
-        logging.getLogger(__name__).info("registry on http://%s:%d, data in %s",
-                                         *args.listen, args.data.resolve())
-        guard = _guard(args.auth, args.data)
-        uvloop.run(_serve(args.data, args.listen, args.upload_idle_hours * 3600, guard))
+        logging.getLogger(__name__).info("registry on %s://%s:%d, data in %s",
+                                         "https" if args.tls_cert else "http", *args.listen,
+                                         args.data.resolve())
+        uvloop.run(_serve(args))
     elif args.command == "node":
-        uvloop.run(_node(args.data, args.listen, args.port_file, args.upload_idle_hours * 3600,
-                         args.metrics_listen))
+        uvloop.run(_node(args))
     elif args.command == "gateway":
-        guard = _guard(args.auth, args.auth.parent if args.auth else Path.cwd())
-        uvloop.run(_gateway(args.node, args.listen, guard))
+        uvloop.run(_gateway(args))
     return 0

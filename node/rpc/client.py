@@ -25,6 +25,7 @@ from node.recipe import Recipe
 from node.rpc import convert
 from node.rpc.options import GRPC_OPTIONS
 from node.rpc.status import error_of
+from node.rpc.tls import TlsFiles
 from shoal.v1 import (
     blobs_pb2,
     blobs_pb2_grpc,
@@ -44,9 +45,13 @@ def _raise(exc: grpc.aio.AioRpcError) -> NodeError:
 
 class RemoteNode:
     def __init__(self, target: str, unary_deadline: float = UNARY_DEADLINE,
-                 stream_deadline: float = STREAM_DEADLINE) -> None:
+                 stream_deadline: float = STREAM_DEADLINE, tls: TlsFiles | None = None) -> None:
         self.target = target
-        self._channel = grpc.aio.insecure_channel(target, options=GRPC_OPTIONS)
+        if tls is not None:
+            self._channel = grpc.aio.secure_channel(target, tls.channel_credentials(),
+                                                    options=GRPC_OPTIONS)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=GRPC_OPTIONS)
         self._chunks = chunks_pb2_grpc.ChunkStoreStub(self._channel)
         self._blobs = blobs_pb2_grpc.BlobsStub(self._channel)
         self._registry = registry_pb2_grpc.RegistryStub(self._channel)

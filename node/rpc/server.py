@@ -25,6 +25,7 @@ from node.metrics import NodeCollector
 from node.rpc import convert
 from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
 from node.rpc.status import status_of
+from node.rpc.tls import TlsFiles
 from shoal.v1 import (
     blobs_pb2,
     blobs_pb2_grpc,
@@ -262,15 +263,20 @@ def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
     return registry_pb2.BlobLinkResponse(ok=True, blob=convert.blob_to_pb(info))
 
 
-async def start_server(node: LocalNode, listen: str) -> tuple[grpc.aio.Server, int]:
-    """Serve `node` on `listen` (host:port; port 0 picks one); returns the server and port."""
+async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
+                       ) -> tuple[grpc.aio.Server, int]:
+    """Serve `node` on `listen` (host:port; port 0 picks one), with mutual TLS when `tls`
+    is given; returns the server and the port."""
     server = grpc.aio.server(options=GRPC_OPTIONS)
     chunks_pb2_grpc.add_ChunkStoreServicer_to_server(ChunkStoreService(node), server)
     blobs_pb2_grpc.add_BlobsServicer_to_server(BlobsService(node), server)
     registry_pb2_grpc.add_RegistryServicer_to_server(RegistryService(node), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # no stub
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(listen)
+    if tls is not None:
+        port = server.add_secure_port(listen, tls.server_credentials())
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
@@ -282,14 +288,15 @@ async def start_server(node: LocalNode, listen: str) -> tuple[grpc.aio.Server, i
 async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
                      ready: Callable[[int], None] | None = None,
                      upload_idle: float = UPLOAD_IDLE_SECONDS,
-                     metrics_listen: tuple[str, int] | None = None) -> None:
+                     metrics_listen: tuple[str, int] | None = None,
+                     tls: TlsFiles | None = None) -> None:
     """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     node = await LocalNode.open(data_dir, verify_puts=True)
-    server, port = await start_server(node, listen)
+    server, port = await start_server(node, listen, tls)
     log.info("node serving %s on port %d", data_dir, port)
     janitor = asyncio.create_task(expire_uploads_forever(node, upload_idle))
     if metrics_listen is not None:

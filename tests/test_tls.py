@@ -1,0 +1,163 @@
+"""TLS on the gateway and mutual TLS between gateways and nodes, with a throwaway CA: the
+right certificates connect, a client without one is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from node.errors import Unavailable
+from node.rpc.client import RemoteNode
+from node.rpc.tls import TlsFiles
+
+SHOAL = [sys.executable, "-m", "shoal"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+
+
+def make_pki(folder: Path) -> dict[str, Path]:
+    """A CA, a certificate for 127.0.0.1 (server) and one for a client, as PEM files."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shoal test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    files = {"ca": folder / "ca.pem"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for who in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, who)]))
+                .issuer_name(ca_name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                     x509.DNSName("localhost")]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        files[f"{who}_cert"] = folder / f"{who}.pem"
+        files[f"{who}_key"] = folder / f"{who}-key.pem"
+        files[f"{who}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key, files[f"{who}_key"])
+    return files
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Path]:
+    return make_pki(tmp_path)
+
+
+@contextlib.contextmanager
+def running(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(check: Callable[[], object], proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "did not start"
+        time.sleep(0.1)
+
+
+def test_the_gateway_serves_https(pki: dict[str, Path], tmp_path: Path) -> None:
+    port = free_port()
+    trusted = ssl.create_default_context(cafile=str(pki["ca"]))
+
+    def https_ok() -> bool:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/v2/", context=trusted,
+                                    timeout=5) as r:
+            return r.status == 200
+
+    with running([*SHOAL, "serve", "--data", str(tmp_path / "data"), "--listen",
+                         f"127.0.0.1:{port}", "--tls-cert", str(pki["server_cert"]),
+                         "--tls-key", str(pki["server_key"])]) as proc:
+        wait_for(https_ok, proc)
+        # A client that does not trust the CA, and one that speaks plain HTTP, get nowhere.
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"https://127.0.0.1:{port}/v2/", timeout=5,
+                                   context=ssl.create_default_context())
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=5)
+
+
+def test_a_node_with_mutual_tls_refuses_clients_without_a_certificate(
+        pki: dict[str, Path], tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    argv = [*SHOAL, "node", "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0",
+            "--port-file", str(port_file), "--tls-cert", str(pki["server_cert"]),
+            "--tls-key", str(pki["server_key"]), "--tls-ca", str(pki["ca"])]
+    with running(argv) as proc:
+        wait_for(lambda: port_file.exists() and port_file.read_text().strip(), proc)
+        target = f"127.0.0.1:{port_file.read_text().strip()}"
+        client = TlsFiles(pki["client_cert"], pki["client_key"], pki["ca"])
+
+        async def probe() -> None:
+            good = RemoteNode(target, tls=client, unary_deadline=10)
+            try:
+                assert await good.has_chunks([bytes(32)]) == [False]
+            finally:
+                await good.close()
+            plain = RemoteNode(target, unary_deadline=5)
+            try:
+                with pytest.raises(Unavailable):
+                    await plain.has_chunks([bytes(32)])
+            finally:
+                await plain.close()
+            # TLS that trusts the node, but presents no certificate of its own.
+            anonymous = grpc.aio.secure_channel(
+                target, grpc.ssl_channel_credentials(pki["ca"].read_bytes()))
+            try:
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await anonymous.unary_unary("/shoal.v1.ChunkStore/Has")(b"", timeout=5)
+            finally:
+                await anonymous.close(None)
+
+        asyncio.run(probe())
