@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import base, blobs, manifests, referrers, tags, uploads
+from gateway.auth.audit import audit_middleware
 from gateway.auth.guard import Guard
 from gateway.context import GATEWAY, Gateway, GatewayConfig
 from gateway.metrics import METRICS, GatewayMetrics, metrics_middleware, serve_metrics
@@ -41,7 +42,8 @@ def make_app(api: NodeAPI, config: GatewayConfig | None = None,
     `metrics` lets the caller add collectors (an in-process node's) to /metrics; `guard`
     turns on authentication and rights (gateway/auth)."""
     metrics = metrics if metrics is not None else GatewayMetrics()
-    app = web.Application(middlewares=[metrics_middleware(metrics), error_middleware])
+    app = web.Application(middlewares=[metrics_middleware(metrics), audit_middleware(),
+                                       error_middleware])
     app[METRICS] = metrics
     gateway = Gateway(api, config or GatewayConfig())
     app[GATEWAY] = gateway

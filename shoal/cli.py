@@ -40,6 +40,9 @@ def _auth(command: argparse.ArgumentParser) -> None:
     command.add_argument("--auth", type=Path, metavar="FILE",
                          help="turn on authentication and rights from this TOML file "
                               "(docs/auth.md); default: open to anyone who can connect")
+    command.add_argument("--audit-log", type=Path, metavar="FILE",
+                         help="append the audit log (JSON lines) to this file "
+                              "(default: with the other logs, on stderr)")
 
 
 def _https_options(command: argparse.ArgumentParser) -> None:
@@ -211,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pin_allocator()
+    if getattr(args, "audit_log", None) is not None:
+        from gateway.auth.audit import write_to
+
+        write_to(args.audit_log)
     if args.command == "serve":
         logging.getLogger(__name__).info("registry on %s://%s:%d, data in %s",
                                          "https" if args.tls_cert else "http", *args.listen,

@@ -15,10 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.auth.audit import USER
 from gateway.auth.config import AuthConfig
+from gateway.auth.throttle import Throttle
 from gateway.auth.tokens import Access, Tokens, allows, allows_catalog, load_or_make_key
 from gateway.auth.users import Htpasswd
-from gateway.errors import DENIED, UNAUTHORIZED, RegistryError
+from gateway.errors import DENIED, TOOMANYREQUESTS, UNAUTHORIZED, RegistryError
 
 # The action each handler needs on its repository; uploads.start needs pull on `from`
 # too when it mounts.
@@ -43,6 +45,7 @@ class Guard:
         self.users = Htpasswd(config.htpasswd)
         self.tokens = Tokens(load_or_make_key(config.key), config.service,
                              config.token_seconds)
+        self.throttle = Throttle()
 
     # -- who is asking ------------------------------------------------------------------
 
@@ -56,11 +59,18 @@ class Guard:
             claims = self.tokens.verify(value.strip())
             if claims is None:
                 raise self._challenge(request, None, "invalid_token")
-            return Identity(str(claims.get("sub") or "") or None, claims)
+            identity = Identity(str(claims.get("sub") or "") or None, claims)
+            if identity.user:
+                request[USER] = identity.user
+            return identity
         if scheme.lower() == "basic":
             user, password = _basic(value)
-            if user is None or not await self.users.check(user, password):
-                raise self._challenge(request, None, "invalid_token")
+            try:
+                await self._sign_in(request, user or "", password)
+            except RegistryError as refusal:
+                if refusal.code is UNAUTHORIZED:
+                    raise self._challenge(request, None, "invalid_token") from None
+                raise
             return Identity(user, None)
         raise self._challenge(request, None)
 
@@ -150,8 +160,17 @@ class Guard:
         })
 
     async def _sign_in(self, request: web.Request, user: str, password: str) -> str:
+        """`user` when the password is right; 401 when not, 429 while backing off."""
+        address = request.remote or "?"
+        request[USER] = user[:100]
+        wait = self.throttle.wait(address)
+        if wait > 0:
+            raise RegistryError(TOOMANYREQUESTS, "too many failed sign-ins: wait and retry",
+                                headers={"Retry-After": str(int(wait) + 1)})
         if not user or not await self.users.check(user, password):
+            self.throttle.failed(address)
             raise RegistryError(UNAUTHORIZED, "wrong user name or password")
+        self.throttle.succeeded(address)
         return user
 
     def _grant(self, user: str | None, scopes: list[str]) -> Access:

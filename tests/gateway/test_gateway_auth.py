@@ -216,3 +216,46 @@ async def test_a_mount_needs_pull_on_its_source(tmp_path: Path, auth_file: Path)
                             params={"mount": layer, "from": "secret/app"},
                             headers=basic("admin"))
         assert r.status == 201
+
+
+async def test_audit_lines_say_who_did_what_and_never_hold_secrets(
+        tmp_path: Path, auth_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="shoal.audit")
+    async with secured(tmp_path, auth_file) as http:
+        r = await http.get("/token", params={"scope": "repository:team/app:pull,push"},
+                           headers=basic("writer"))
+        token = (await r.json())["token"]
+        layer = await push_image(http, "team/app", {"Authorization": f"Bearer {token}"})
+        r = await http.delete(f"/v2/team/app/blobs/{layer}", headers=basic("reader"))
+        assert r.status == 403
+        await http.get("/token", headers={"Authorization": "Basic " + base64.b64encode(
+            b"writer:guess").decode()})
+    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "shoal.audit"]
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "shoal.audit")
+    for secret in (*PASSWORDS.values(), "guess", token):
+        assert secret not in text
+    assert {"who": "writer", "action": "sign-in", "status": 200}.items() <= events[0].items()
+    pushes = [e for e in events if e["action"] == "push-blob"]
+    assert len(pushes) == 2 and all(e["who"] == "writer" and e["result"] == "ok"
+                                    for e in pushes)
+    [manifest] = [e for e in events if e["action"] == "push-manifest"]
+    assert manifest["repository"] == "team/app" and manifest["reference"] == "v1"
+    [denied] = [e for e in events if e["action"] == "delete-blob"]
+    assert denied["who"] == "reader" and denied["result"] == "refused"
+    assert denied["reference"] == layer and denied["from"] == "127.0.0.1"
+    assert events[-1]["action"] == "sign-in" and events[-1]["status"] == 401
+    assert all(set(e) >= {"time", "who", "from", "action", "repository", "status"}
+               for e in events)
+
+
+async def test_repeated_failed_sign_ins_back_off(tmp_path: Path, auth_file: Path) -> None:
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"writer:nope").decode()}
+    async with secured(tmp_path, auth_file) as http:
+        statuses = [(await http.get("/token", headers=wrong)).status for _ in range(5)]
+        assert statuses == [401] * 5
+        r = await http.get("/token", headers=wrong)
+        assert r.status == 429 and await error_code(r) == "TOOMANYREQUESTS"
+        assert int(r.headers["Retry-After"]) >= 1
+        # While backing off even the right password waits: guessing gains nothing.
+        r = await http.get("/v2/", headers=basic("writer"))
+        assert r.status == 429
