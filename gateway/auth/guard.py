@@ -197,7 +197,7 @@ class Guard:
 def _basic(value: str) -> tuple[str | None, str]:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # ValueError: not ASCII; UnicodeDecodeError too
         return None, ""
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else (None, "")

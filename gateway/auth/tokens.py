@@ -55,7 +55,7 @@ class Tokens:
             claims: dict[str, Any] = jwt.decode(
                 token, self._public, algorithms=["ES256"], audience=self.service,
                 issuer=ISSUER, options={"require": ["exp", "aud", "iss", "sub"]})
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError):  # ValueError: bytes that are not even ASCII
             return None
         return claims
 
