@@ -13,6 +13,7 @@ import logging
 
 from aiohttp import web
 
+from gateway.auth.audit import USER
 from gateway.bodies import hash_stream, request_pieces
 from gateway.context import Gateway, gateway_of
 from gateway.errors import (
@@ -49,13 +50,20 @@ def _created(name: str, digest: str) -> web.Response:
     })
 
 
-async def _session(gateway: Gateway, name: str, upload_id: str) -> UploadInfo:
+async def _session(gateway: Gateway, name: str, upload_id: str,
+                   request: web.Request | None = None) -> UploadInfo:
+    """The session, if it exists and (with `request`) belongs to whoever is asking: another
+    user's session is answered as unknown, so its existence is not even revealed."""
     upload = None
     if is_upload_id(upload_id):
         upload = await gateway.api.get_upload(name, upload_id)
-    if upload is None:
+    if upload is None or (request is not None and upload.owner != _user(request)):
         raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id[:200]})
     return upload
+
+
+def _user(request: web.Request) -> str:
+    return str(request.get(USER) or "")
 
 
 def _declared_length(request: web.Request, upload: UploadInfo) -> int | None:
@@ -134,11 +142,11 @@ async def start(request: web.Request, params: Params) -> web.StreamResponse:
         return _created(name, mounted)
     digest = parse_digest(query["digest"]) if "digest" in query else None
     if digest is None:
-        upload = await gateway.api.create_upload(name)
+        upload = await gateway.api.create_upload(name, _user(request))
         return web.Response(status=202, headers=_session_headers(name, upload))
     # Nobody but this request knows the session of a monolithic push, so it must not
     # outlive the request, even one cancelled while the session was being created.
-    creating = asyncio.ensure_future(gateway.api.create_upload(name))
+    creating = asyncio.ensure_future(gateway.api.create_upload(name, _user(request)))
     try:
         upload = await asyncio.shield(creating)
     except asyncio.CancelledError:
@@ -179,14 +187,14 @@ async def _try_mount(gateway: Gateway, name: str, digest_text: str | None,
 
 async def status(request: web.Request, params: Params) -> web.StreamResponse:
     """GET /v2/<name>/blobs/uploads/<id>: where a resumable push stands."""
-    upload = await _session(gateway_of(request), params["name"], params["upload"])
+    upload = await _session(gateway_of(request), params["name"], params["upload"], request)
     return web.Response(status=204, headers=_session_headers(params["name"], upload))
 
 
 async def patch(request: web.Request, params: Params) -> web.StreamResponse:
     """PATCH /v2/<name>/blobs/uploads/<id>: append a chunk or a stream."""
     gateway = gateway_of(request)
-    upload = await _session(gateway, params["name"], params["upload"])
+    upload = await _session(gateway, params["name"], params["upload"], request)
     expected = _declared_length(request, upload)
     upload = await _append_body(gateway, request, upload, expected)
     return web.Response(status=202, headers=_session_headers(params["name"], upload))
@@ -200,7 +208,7 @@ async def finish(request: web.Request, params: Params) -> web.StreamResponse:
     if not digest_text:
         raise RegistryError(DIGEST_INVALID, "digest query parameter missing")
     digest = parse_digest(digest_text)
-    upload = await _session(gateway, name, params["upload"])
+    upload = await _session(gateway, name, params["upload"], request)
     if request.body_exists:
         expected = _declared_length(request, upload)
         upload = await _append_body(gateway, request, upload, expected)
@@ -212,8 +220,8 @@ async def cancel(request: web.Request, params: Params) -> web.StreamResponse:
     """DELETE /v2/<name>/blobs/uploads/<id>."""
     gateway = gateway_of(request)
     upload_id = params["upload"]
-    cancelled = is_upload_id(upload_id) and await gateway.api.cancel_upload(
-        params["name"], upload_id)
+    await _session(gateway, params["name"], upload_id, request)
+    cancelled = await gateway.api.cancel_upload(params["name"], upload_id)
     if not cancelled:
         raise RegistryError(BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id[:200]})
     gateway.hashes.drop(upload_id)

@@ -73,6 +73,7 @@ class UploadInfo:
     repository: str
     size: int
     started_at_ms: int
+    owner: str = ""  # the user who opened it: only they may continue it
 
 
 class ChunkAPI(Protocol):
@@ -142,7 +143,7 @@ class NodeAPI(ChunkAPI, Protocol):
     async def list_referrers(self, repository: str, subject: str) -> list[Descriptor]: ...
 
     # Upload sessions: they live on the node so they outlive any one gateway.
-    async def create_upload(self, repository: str) -> UploadInfo: ...
+    async def create_upload(self, repository: str, owner: str = "") -> UploadInfo: ...
 
     async def get_upload(self, repository: str, upload_id: str) -> UploadInfo | None: ...
 

@@ -222,8 +222,8 @@ class LocalNode:
 
     # -- uploads ------------------------------------------------------------------------------
 
-    async def create_upload(self, repository: str) -> UploadInfo:
-        return await self._run(self.uploads.create, repository)
+    async def create_upload(self, repository: str, owner: str = "") -> UploadInfo:
+        return await self._run(self.uploads.create, repository, owner)
 
     async def get_upload(self, repository: str, upload_id: str) -> UploadInfo | None:
         return await self._run(self.uploads.get, repository, upload_id)

@@ -45,10 +45,10 @@ class Uploads:
         self.logical_bytes = 0
         self.expired = 0
 
-    def create(self, repository: str) -> UploadInfo:
+    def create(self, repository: str, owner: str = "") -> UploadInfo:
         validate_repository(repository)
-        info = UploadInfo(str(uuid.uuid4()), repository, 0, int(time.time() * 1000))
-        record = json.dumps({"repository": repository, "size": 0, "parts": 0,
+        info = UploadInfo(str(uuid.uuid4()), repository, 0, int(time.time() * 1000), owner)
+        record = json.dumps({"repository": repository, "size": 0, "parts": 0, "owner": owner,
                              "started_at_ms": info.started_at_ms,
                              "touched_at_ms": info.started_at_ms}).encode()
         self._index.write(lambda txn: txn.put(info.id.encode(), record, db=self._sessions))
@@ -68,7 +68,7 @@ class Uploads:
     @staticmethod
     def _info(uid: bytes, session: dict[str, int | str]) -> UploadInfo:
         return UploadInfo(uid.decode(), str(session["repository"]), int(session["size"]),
-                          int(session["started_at_ms"]))
+                          int(session["started_at_ms"]), str(session.get("owner", "")))
 
     def get(self, repository: str, upload_id: str) -> UploadInfo | None:
         try:

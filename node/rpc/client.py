@@ -192,9 +192,10 @@ class RemoteNode:
 
     # -- uploads ----------------------------------------------------------------------------
 
-    async def create_upload(self, repository: str) -> UploadInfo:
+    async def create_upload(self, repository: str, owner: str = "") -> UploadInfo:
         reply = await self._call(self._registry.CreateUpload,
-                                 registry_pb2.CreateUploadRequest(repository=repository))
+                                 registry_pb2.CreateUploadRequest(repository=repository,
+                                                                  owner=owner))
         return convert.upload_from_pb(reply)
 
     async def get_upload(self, repository: str, upload_id: str) -> UploadInfo | None:

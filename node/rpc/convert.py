@@ -91,8 +91,8 @@ def descriptor_from_pb(d: registry_pb2.Descriptor) -> Descriptor:
 
 def upload_to_pb(u: UploadInfo) -> registry_pb2.Upload:
     return registry_pb2.Upload(id=u.id, repository=u.repository, size=u.size,
-                               started_at_ms=u.started_at_ms)
+                               started_at_ms=u.started_at_ms, owner=u.owner)
 
 
 def upload_from_pb(u: registry_pb2.Upload) -> UploadInfo:
-    return UploadInfo(u.id, u.repository, u.size, u.started_at_ms)
+    return UploadInfo(u.id, u.repository, u.size, u.started_at_ms, u.owner)

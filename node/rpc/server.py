@@ -219,7 +219,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @unary
     async def CreateUpload(self, request: registry_pb2.CreateUploadRequest, context: Ctx
                            ) -> registry_pb2.Upload:
-        return convert.upload_to_pb(await self.node.create_upload(request.repository))
+        return convert.upload_to_pb(await self.node.create_upload(request.repository,
+                                                                  request.owner))
 
     @unary
     async def GetUpload(self, request: registry_pb2.UploadRef, context: Ctx

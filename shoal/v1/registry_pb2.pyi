@@ -343,10 +343,13 @@ class Upload(_message.Message):
     REPOSITORY_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     STARTED_AT_MS_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     repository: _builtins.str
     size: _builtins.int
     started_at_ms: _builtins.int
+    owner: _builtins.str
+    """who opened it; "" when nobody signed in"""
     def __init__(
         self,
         *,
@@ -354,10 +357,11 @@ class Upload(_message.Message):
         repository: _builtins.str = ...,
         size: _builtins.int = ...,
         started_at_ms: _builtins.int = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "repository", b"repository", "size", b"size", "started_at_ms", b"started_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "owner", b"owner", "repository", b"repository", "size", b"size", "started_at_ms", b"started_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -368,15 +372,18 @@ class CreateUploadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REPOSITORY_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     repository: _builtins.str
+    owner: _builtins.str
     def __init__(
         self,
         *,
         repository: _builtins.str = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["repository", b"repository"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner", "repository", b"repository"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

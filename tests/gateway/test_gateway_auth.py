@@ -259,3 +259,22 @@ async def test_repeated_failed_sign_ins_back_off(tmp_path: Path, auth_file: Path
         # While backing off even the right password waits: guessing gains nothing.
         r = await http.get("/v2/", headers=basic("writer"))
         assert r.status == 429
+
+
+async def test_an_upload_session_belongs_to_the_user_who_opened_it(
+        tmp_path: Path, auth_file: Path) -> None:
+    async with secured(tmp_path, auth_file) as http:
+        r = await http.post("/v2/team/app/blobs/uploads/", headers=basic("writer"))
+        assert r.status == 202
+        location = r.headers["Location"]
+        # Even an admin may not continue, inspect or cancel another user's push.
+        for method in ("GET", "PATCH", "PUT", "DELETE"):
+            r = await http.request(method, location, headers=basic("admin"),
+                                   params={"digest": sha256(b"x")} if method == "PUT" else {},
+                                   data=b"x" if method in ("PATCH", "PUT") else None)
+            assert r.status == 404, (method, await r.text())
+            assert await error_code(r) == "BLOB_UPLOAD_UNKNOWN"
+        r = await http.patch(location, headers=basic("writer"), data=b"x")
+        assert r.status == 202
+        r = await http.put(location, params={"digest": sha256(b"x")}, headers=basic("writer"))
+        assert r.status == 201
