@@ -188,6 +188,10 @@ class Guard:
             allowed = policy.actions(user, name)
             asked = {"pull", "push", "delete"} if "*" in wanted.split(",") else set(
                 wanted.split(","))
+            # Some clients (oras-py) keep the first token they get for a repository and
+            # never ask again with a wider scope, so a pull token also carries the push
+            # right the user has; delete is granted only when asked for.
+            asked |= {"pull", "push"} & allowed
             granted = sorted(asked & allowed)
             if granted:
                 access.append({"type": "repository", "name": name, "actions": granted})
