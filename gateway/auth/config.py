@@ -40,11 +40,15 @@ def load(path: Path, data_dir: Path) -> AuthConfig:
         if not users or not repositories:
             raise ValueError(f"{path}: rule {i + 1} needs users and repositories")
         rules.append(Rule(frozenset(users), tuple(repositories), actions))
+    groups = raw.get("groups", {})
+    if not isinstance(groups, dict) or not all(
+            isinstance(m, list) and all(isinstance(u, str) for u in m) for m in groups.values()):
+        raise ValueError(f"{path}: [groups] maps a group name to a list of users")
     if "htpasswd" not in raw:
         raise ValueError(f"{path}: `htpasswd` (the users file) is required")
     return AuthConfig(
         htpasswd=base / raw["htpasswd"],
-        policy=Policy(tuple(rules)),
+        policy=Policy(tuple(rules), {g: frozenset(m) for g, m in groups.items()}),
         key=base / raw["key"] if "key" in raw else data_dir / "auth-key.pem",
         service=str(raw.get("service", "shoal")),
         realm=str(raw.get("realm", "")),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,8 +32,11 @@ POLICY = """
 htpasswd = "users"
 service = "shoal-test"
 
+[groups]
+readers = ["reader"]
+
 [[rule]]
-users = ["reader"]
+users = ["@readers"]
 repositories = ["team/*"]
 actions = ["pull"]
 
@@ -278,3 +282,18 @@ async def test_an_upload_session_belongs_to_the_user_who_opened_it(
         assert r.status == 202
         r = await http.put(location, params={"digest": sha256(b"x")}, headers=basic("writer"))
         assert r.status == 201
+
+
+@pytest.mark.parametrize("text, complaint", [
+    ('htpasswd = "users"\n[[rule]]\nusers = ["a"]\nrepositories = ["*"]\nactions = ["fly"]\n',
+     "unknown actions"),
+    ('[[rule]]\nusers = ["a"]\nrepositories = ["*"]\nactions = ["pull"]\n', "htpasswd"),
+    ('htpasswd = "users"\n[[rule]]\nusers = []\nrepositories = ["*"]\n', "needs users"),
+    ('htpasswd = "users"\ngroups = 3\n', "[groups]"),
+    ("htpasswd = \n", "Invalid"),
+])
+def test_a_bad_configuration_is_refused_with_its_reason(tmp_path: Path, text: str,
+                                                        complaint: str) -> None:
+    (tmp_path / "auth.toml").write_text(text)
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        load(tmp_path / "auth.toml", tmp_path)
