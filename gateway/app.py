@@ -9,7 +9,7 @@ from gateway.auth.audit import audit_middleware
 from gateway.auth.guard import Guard
 from gateway.context import GATEWAY, Gateway, GatewayConfig
 from gateway.metrics import METRICS, GatewayMetrics, metrics_middleware, serve_metrics
-from gateway.middleware import add_api_version, error_middleware
+from gateway.middleware import add_api_version, error_middleware, request_id_middleware
 from gateway.routing import Router, endpoint
 from node.api import NodeAPI
 
@@ -42,8 +42,8 @@ def make_app(api: NodeAPI, config: GatewayConfig | None = None,
     `metrics` lets the caller add collectors (an in-process node's) to /metrics; `guard`
     turns on authentication and rights (gateway/auth)."""
     metrics = metrics if metrics is not None else GatewayMetrics()
-    app = web.Application(middlewares=[metrics_middleware(metrics), audit_middleware(),
-                                       error_middleware])
+    app = web.Application(middlewares=[request_id_middleware, metrics_middleware(metrics),
+                                       audit_middleware(), error_middleware])
     app[METRICS] = metrics
     gateway = Gateway(api, config or GatewayConfig())
     app[GATEWAY] = gateway

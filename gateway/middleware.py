@@ -17,11 +17,13 @@ from gateway.errors import (
     from_node_error,
 )
 from node.errors import NodeError
+from node.request_id import REQUEST_ID, accept
 
 log = logging.getLogger(__name__)
 
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 API_VERSION = "registry/2.0"
+REQUEST_ID_HEADER = "X-Request-Id"
 
 
 @web.middleware
@@ -51,3 +53,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 async def add_api_version(request: web.Request, response: web.StreamResponse) -> None:
     response.headers[API_VERSION_HEADER] = API_VERSION
+    response.headers[REQUEST_ID_HEADER] = REQUEST_ID.get()
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler
+                                ) -> web.StreamResponse:
+    """Name the request (or keep the id a proxy in front gave it): every log line of it,
+    here and on the nodes it calls, carries that id, and so does the response."""
+    REQUEST_ID.set(accept(request.headers.get(REQUEST_ID_HEADER)))
+    return await handler(request)

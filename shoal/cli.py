@@ -7,12 +7,12 @@ import asyncio
 import logging
 import signal
 import ssl
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvloop
 
+from shoal.logs import configure as configure_logs
 from shoal.memory import pin_allocator
 
 if TYPE_CHECKING:
@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="json: one JSON object a line, for log collectors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -210,9 +212,7 @@ def _mtls(cert: Path | None, key: Path | None, ca: Path | None, flag: str) -> Tl
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(args.log_level, args.log_format)
     pin_allocator()
     if getattr(args, "audit_log", None) is not None:
         from gateway.auth.audit import write_to

@@ -22,6 +22,7 @@ from node.api import (
 )
 from node.errors import NodeError, NotFound
 from node.recipe import Recipe
+from node.request_id import METADATA_KEY, REQUEST_ID
 from node.rpc import convert
 from node.rpc.options import GRPC_OPTIONS
 from node.rpc.status import error_of
@@ -37,6 +38,11 @@ from shoal.v1 import (
 
 UNARY_DEADLINE = 30.0
 STREAM_DEADLINE = 3600.0
+
+
+def _metadata() -> tuple[tuple[str, str], ...]:
+    request_id = REQUEST_ID.get()
+    return ((METADATA_KEY, request_id),) if request_id else ()
 
 
 def _raise(exc: grpc.aio.AioRpcError) -> NodeError:
@@ -63,12 +69,12 @@ class RemoteNode:
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:
-            return await method(request, timeout=self._unary)
+            return await method(request, timeout=self._unary, metadata=_metadata())
         except grpc.aio.AioRpcError as exc:
             raise _raise(exc) from None
 
     async def _stream_from(self, method: Any, request: Any) -> AsyncIterator[Any]:
-        call = method(request, timeout=self._stream)
+        call = method(request, timeout=self._stream, metadata=_metadata())
         try:
             async for message in call:
                 yield message
@@ -91,7 +97,8 @@ class RemoteNode:
             yield chunks_pb2.PutChunksRequest(last=True)
 
         try:
-            reply = await self._chunks.Put(requests(), timeout=self._stream)
+            reply = await self._chunks.Put(requests(), timeout=self._stream,
+                                           metadata=_metadata())
         except grpc.aio.AioRpcError as exc:
             raise _raise(exc) from None
         return PutResult(reply.stored, reply.duplicate, reply.stored_bytes)

@@ -22,6 +22,7 @@ from node.errors import FailedPrecondition, NodeError, NotFound
 from node.janitor import UPLOAD_IDLE_SECONDS, expire_uploads_forever
 from node.local import LocalNode
 from node.metrics import NodeCollector
+from node.request_id import METADATA_KEY, REQUEST_ID, accept
 from node.rpc import convert
 from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
 from node.rpc.status import status_of
@@ -49,9 +50,19 @@ async def _abort(context: Ctx, exc: BaseException) -> None:
     await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
 
+def _adopt_request_id(context: Ctx, name: str) -> None:
+    offered = None
+    for key, value in context.invocation_metadata() or ():
+        if key == METADATA_KEY:
+            offered = str(value)
+    REQUEST_ID.set(accept(offered))
+    log.debug("call %s", name)
+
+
 def unary(fn: Callable[[Any, Any, Ctx], Awaitable[R]]) -> Callable[[Any, Any, Ctx], Awaitable[R]]:
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: Ctx) -> R:
+        _adopt_request_id(context, fn.__name__)
         try:
             return await fn(self, request, context)
         except (NodeError, ValueError, OSError) as exc:
@@ -65,6 +76,7 @@ def streaming(fn: Callable[[Any, Any, Ctx], AsyncIterator[R]]
               ) -> Callable[[Any, Any, Ctx], AsyncIterator[R]]:
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: Ctx) -> AsyncIterator[R]:
+        _adopt_request_id(context, fn.__name__)
         try:
             async for item in fn(self, request, context):
                 yield item
