@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
-SHOAL = [sys.executable, "-m", "shoal"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from support import SHOAL, free_port, stop, wait_until
 
 
 def test_help_names_every_command() -> None:
@@ -44,15 +34,11 @@ def test_a_node_serves_prometheus_metrics(tmp_path: Path) -> None:
          "--port-file", str(port_file), "--metrics-listen", f"127.0.0.1:{metrics_port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert proc.poll() is None and time.monotonic() < deadline, "node did not start"
-            time.sleep(0.05)
+        wait_until(lambda: port_file.exists() and port_file.read_text().strip(), "node", proc)
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
                                     timeout=10) as response:
             text = response.read().decode()
         assert "shoal_chunks 0.0" in text
         assert "shoal_dedup_saved_ratio" in text
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stop(proc) == 0

@@ -6,24 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from support import SHOAL, free_port, stop, wait_until
 
 
 @pytest.fixture
@@ -61,27 +52,11 @@ def push(base: str, repo: str, blob: bytes) -> tuple[int, bytes, str]:
 
 def start(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal", "serve", "--data", str(data),
-             "--listen", f"127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if request("GET", f"http://127.0.0.1:{port}/v2/")[0] == 200:
-                return proc
-        except OSError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        proc = subprocess.Popen([*SHOAL, "serve", "--data", str(data), "--listen",
+                                 f"127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT)
+    wait_until(lambda: request("GET", f"http://127.0.0.1:{port}/v2/")[0] == 200,
+               "the registry answers", proc)
+    return proc
 
 
 def test_a_push_that_does_not_fit_is_refused_and_nothing_is_lost(small_disk: Path) -> None:

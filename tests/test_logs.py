@@ -5,34 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
-SHOAL = [sys.executable, "-m", "shoal", "--log-format", "json"]
+from support import SHOAL, free_port, stop, wait_until
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
+SHOAL_JSON = [*SHOAL, "--log-format", "json"]
 
 
 def json_lines(path: Path) -> list[dict[str, object]]:
@@ -45,7 +24,7 @@ def test_a_request_id_follows_a_push_from_gateway_to_node(tmp_path: Path) -> Non
     node_log, gateway_log = tmp_path / "node.log", tmp_path / "gateway.log"
     http = free_port()
     with node_log.open("wb") as out:
-        node = subprocess.Popen([*SHOAL, "--log-level", "DEBUG", "node", "--data",
+        node = subprocess.Popen([*SHOAL_JSON, "--log-level", "DEBUG", "node", "--data",
                                  str(tmp_path / "data"), "--listen", "127.0.0.1:0",
                                  "--port-file", str(port_file)], stderr=out)
     gateway = None
@@ -53,7 +32,7 @@ def test_a_request_id_follows_a_push_from_gateway_to_node(tmp_path: Path) -> Non
         wait_until(lambda: port_file.exists() and port_file.read_text().strip(), "node")
         with gateway_log.open("wb") as out:
             gateway = subprocess.Popen(
-                [*SHOAL, "gateway", "--node", f"127.0.0.1:{port_file.read_text().strip()}",
+                [*SHOAL_JSON, "gateway", "--node", f"127.0.0.1:{port_file.read_text().strip()}",
                  "--listen", f"127.0.0.1:{http}"], stderr=out)
         wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/").status == 200,
                    "gateway")
@@ -74,8 +53,7 @@ def test_a_request_id_follows_a_push_from_gateway_to_node(tmp_path: Path) -> Non
     finally:
         for proc in (gateway, node):
             if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
+                stop(proc)
     gateway_events = [e for e in json_lines(gateway_log) if e.get("request_id") == "push-0001"]
     node_events = [e for e in json_lines(node_log) if e.get("request_id") == "push-0001"]
     assert any(e["logger"] == "aiohttp.access" for e in gateway_events), gateway_events

@@ -4,18 +4,11 @@ right certificates connect, a client without one is refused."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import ipaddress
-import signal
-import socket
 import ssl
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -24,18 +17,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from support import SHOAL, free_port, running, wait_until
 
 from node.errors import Unavailable
 from node.rpc.client import RemoteNode
 from node.rpc.tls import TlsFiles
-
-SHOAL = [sys.executable, "-m", "shoal"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
@@ -81,32 +67,6 @@ def pki(tmp_path: Path) -> dict[str, Path]:
     return make_pki(tmp_path)
 
 
-@contextlib.contextmanager
-def running(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_for(check: Callable[[], object], proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "did not start"
-        time.sleep(0.1)
-
-
 def test_the_gateway_serves_https(pki: dict[str, Path], tmp_path: Path) -> None:
     port = free_port()
     trusted = ssl.create_default_context(cafile=str(pki["ca"]))
@@ -119,7 +79,7 @@ def test_the_gateway_serves_https(pki: dict[str, Path], tmp_path: Path) -> None:
     with running([*SHOAL, "serve", "--data", str(tmp_path / "data"), "--listen",
                          f"127.0.0.1:{port}", "--tls-cert", str(pki["server_cert"]),
                          "--tls-key", str(pki["server_key"])]) as proc:
-        wait_for(https_ok, proc)
+        wait_until(https_ok, "HTTPS answers", proc)
         # A client that does not trust the CA, and one that speaks plain HTTP, get nowhere.
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(f"https://127.0.0.1:{port}/v2/", timeout=5,
@@ -135,7 +95,7 @@ def test_a_node_with_mutual_tls_refuses_clients_without_a_certificate(
             "--port-file", str(port_file), "--tls-cert", str(pki["server_cert"]),
             "--tls-key", str(pki["server_key"]), "--tls-ca", str(pki["ca"])]
     with running(argv) as proc:
-        wait_for(lambda: port_file.exists() and port_file.read_text().strip(), proc)
+        wait_until(lambda: port_file.exists() and port_file.read_text().strip(), "node", proc)
         target = f"127.0.0.1:{port_file.read_text().strip()}"
         client = TlsFiles(pki["client_cert"], pki["client_key"], pki["ca"])
 
