@@ -251,7 +251,10 @@ class ChunkStore:
                 start = entry.offset - run[0][1].offset
                 self._check_stored(StoredChunk(cid, entry.codec, entry.raw_length,
                                                span[start:start + entry.stored_length]), entry)
-            return span[group[0].start:len(span) - (group[-1].length - group[-1].end)]
+            start, end = group[0].start, len(span) - (group[-1].length - group[-1].end)
+            if start == 0 and end == len(span) and isinstance(span.obj, bytes):
+                return span.obj  # whole chunks: the pread buffer itself, as bytes
+            return span[start:end]
         raws = self.read_raw(ids)
         return b"".join(
             raw if (s.start == 0 and s.end == len(raw)) else raw[s.start:s.end]
