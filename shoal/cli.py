@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Shoal: a deduplicating, distributed container registry.",
     )
     parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="least severe messages logged (default: INFO)")
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
                         help="json: one JSON object a line, for log collectors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -80,9 +81,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the embedded default: one storage node and the OCI gateway in one "
                     "process, data in a local folder. `docker push localhost:5000/name` "
                     "works against it as is.")
-    serve.add_argument("--data", type=Path, default=DEFAULT_DATA,
+    serve.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                        help=f"data folder (default: ./{DEFAULT_DATA})")
-    serve.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
+    serve.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN, metavar="HOST:PORT",
                        help=f"HTTP address of the registry (default: {DEFAULT_LISTEN})")
     _upload_idle(serve)
     _auth(serve)
@@ -91,11 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     node = commands.add_parser(
         "node", help="run a storage node serving gRPC",
         description="Run a storage node: chunk store, blobs and registry metadata over gRPC.")
-    node.add_argument("--data", type=Path, default=DEFAULT_DATA,
+    node.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                       help=f"data folder (default: ./{DEFAULT_DATA})")
-    node.add_argument("--listen", default=DEFAULT_NODE_LISTEN,
+    node.add_argument("--listen", default=DEFAULT_NODE_LISTEN, metavar="HOST:PORT",
                       help=f"gRPC address (default: {DEFAULT_NODE_LISTEN}; port 0 picks one)")
-    node.add_argument("--port-file", type=Path,
+    node.add_argument("--port-file", type=Path, metavar="FILE",
                       help="write the port actually bound to this file once serving")
     node.add_argument("--metrics-listen", type=_host_port, metavar="HOST:PORT",
                       help="serve Prometheus metrics over HTTP here (default: off)")
@@ -109,8 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     gateway = commands.add_parser(
         "gateway", help="run an OCI gateway in front of a storage node",
         description="Run the OCI distribution HTTP gateway, storing through a node over gRPC.")
-    gateway.add_argument("--node", required=True, help="gRPC address of the storage node")
+    gateway.add_argument("--node", required=True, metavar="HOST:PORT",
+                         help="gRPC address of the storage node")
     gateway.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
+                         metavar="HOST:PORT",
                          help=f"HTTP address (default: {DEFAULT_LISTEN})")
     gateway.add_argument("--node-cert", type=Path, metavar="PEM",
                          help="this gateway's certificate for mutual TLS with the node")
