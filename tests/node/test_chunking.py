@@ -91,3 +91,78 @@ def test_stream_chunker_is_reusable_after_finish() -> None:
 def test_small_input_is_one_chunk() -> None:
     assert cut(b"tiny") == [b"tiny"]
     assert cut(b"") == []
+
+
+def _tar(files: dict[str, bytes], mtime: int) -> bytes:
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = mtime
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _chunks_of(data: bytes, pieces: list[int] | None = None) -> list[bytes]:
+    chunker = StreamChunker()
+    out: list[bytes] = []
+    at = 0
+    for size in pieces or [len(data)]:
+        out += [bytes(c) for c in chunker.feed(data[at:at + size])]
+        at += size
+    out += [bytes(c) for c in chunker.feed(data[at:])]
+    out += [bytes(c) for c in chunker.finish()]
+    assert b"".join(out) == data
+    return out
+
+
+def _data_ranges(layer: bytes) -> dict[str, tuple[int, int]]:
+    """Each member's data as [start, end) in the layer, padding to 512 included."""
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        return {m.name: (m.offset_data, m.offset_data + -(-m.size // 512) * 512)
+                for m in tar.getmembers()}
+
+
+def test_tar_members_start_chunks_so_unchanged_files_dedup_whatever_precedes_them() -> None:
+    rng = random.Random(7)
+    shared = {f"lib/mod{i}.py": rng.randbytes(rng.randrange(100, 300_000)) for i in range(12)}
+    old = _tar({"a/changed.bin": rng.randbytes(777_777), **shared}, mtime=1)
+    new = _tar({"a/changed.bin": rng.randbytes(123_456), "a/added.txt": b"x" * 5000,
+                **shared}, mtime=2)
+    old_ids = {chunk_id(c) for c in _chunks_of(old)}
+    spans = []
+    at = 0
+    for chunk in _chunks_of(new):
+        spans.append((at, at + len(chunk), chunk_id(chunk)))
+        at += len(chunk)
+    for name, (start, end) in _data_ranges(new).items():
+        if name not in shared:
+            continue
+        inside = [(s, e, cid) for s, e, cid in spans if start <= s < end]
+        # The file's data starts and ends on chunk boundaries, and every one of its chunks
+        # is also a chunk of the old layer, where other files preceded it.
+        assert inside[0][0] == start and inside[-1][1] == end, name
+        assert all(cid in old_ids for _, _, cid in inside), name
+
+
+def test_tar_chunking_does_not_depend_on_how_the_stream_arrives() -> None:
+    rng = random.Random(8)
+    layer = _tar({f"f{i}": rng.randbytes(rng.randrange(0, 400_000)) for i in range(30)}, 0)
+    whole = _chunks_of(layer)
+    pieces = [rng.randrange(1, 900_000) for _ in range(40)]
+    assert _chunks_of(layer, pieces) == whole
+    assert _chunks_of(layer, [511, 1, 512, 1 << 20, 3]) == whole
+
+
+def test_a_stream_that_is_not_a_tar_is_plain_cdc() -> None:
+    data = random.Random(9).randbytes(3 << 20)
+    plain = StreamChunker(tar_aware=False)
+    expected = [bytes(c) for c in plain.feed(data)] + [bytes(c) for c in plain.finish()]
+    assert _chunks_of(data) == expected
