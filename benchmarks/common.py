@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -68,9 +67,6 @@ def peak_rss_mib(pid: int) -> float:
             return int(line.split()[1]) / 1024
     return float("nan")
 
-
-def own_peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def save(name: str, figures: dict[str, Any]) -> Path:

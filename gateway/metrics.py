@@ -30,7 +30,7 @@ class GatewayMetrics:
             "Time from a request's arrival to the end of its response, by route and method",
             ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.received = Counter(
-            "shoal_http_received_bytes", "Blob upload body bytes read",
+            "shoal_http_received_bytes", "Upload body bytes read (blobs and manifests)",
             registry=self.registry)
         self.sent = Counter(
             "shoal_http_sent_bytes", "Response body bytes written", registry=self.registry)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.auth.policy import Policy, Rule
@@ -19,7 +19,6 @@ class AuthConfig:
     service: str = "shoal"
     realm: str = ""                 # token endpoint URL; "" means this gateway's own /token
     token_seconds: int = 300
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def load(path: Path, data_dir: Path) -> AuthConfig:
