@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,12 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+START_TIMEOUT = 60.0
 
 
 def free_port() -> int:
@@ -32,27 +34,60 @@ def folder_size(path: Path) -> int:
     return total
 
 
+class Process:
+    """A child in its own session, logging to a file, stopped by its PID."""
+
+    def __init__(self, name: str, argv: Sequence[str], log: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log = log
+        with log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})}, start_new_session=True)
+        self.pid = self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def wait_until(self, ready: Callable[[], bool], what: str,
+                   timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if not self.alive() or time.monotonic() > deadline:
+                tail = self.log.read_text(errors="replace").splitlines()[-30:]
+                self.stop()
+                raise RuntimeError(f"{self.name} never got to {what}:\n" + "\n".join(tail))
+            time.sleep(0.05)
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM, SIGKILL after `grace`, then whatever is left of its process group."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+
 @contextmanager
 def process(cmd: list[str], log: Path, ready_file: Path | None = None,
-            timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `cmd` for the duration of the block, ending it by PID (SIGTERM, then SIGKILL)."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            timeout: float = 30.0) -> Iterator[Process]:
+    """Run `cmd` for the duration of the block (ready once `ready_file` holds something),
+    ending it by PID."""
+    proc = Process(Path(cmd[0]).name, cmd, log)
     try:
         if ready_file is not None:
-            deadline = time.monotonic() + timeout
-            while not ready_file.exists() or not ready_file.read_text().strip():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{cmd[0]} did not start: see {log}")
-                time.sleep(0.05)
+            proc.wait_until(lambda: ready_file.exists() and bool(ready_file.read_text().strip()),
+                            f"{ready_file} is written", timeout)
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop()
 
 
 def node_command(data: Path, port_file: Path) -> list[str]:

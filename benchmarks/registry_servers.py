@@ -10,23 +10,20 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import free_port
+from benchmarks.common import Process, free_port
 
 REFERENCE_BINARY = "/usr/bin/docker-registry"
-START_TIMEOUT = 60.0
 REFERENCE_CONFIG = """\
 version: 0.1
 log:
@@ -45,47 +42,6 @@ http:
   addr: {address}
   secret: shoal-registry-benchmark
 """
-
-
-class Process:
-    """A child in its own session, logging to a file, stopped by its PID."""
-
-    def __init__(self, name: str, argv: Sequence[str], log: Path,
-                 env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.log = log
-        with log.open("ab") as out:
-            self.popen = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})}, start_new_session=True)
-        self.pid = self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def wait_until(self, ready: Callable[[], bool], what: str,
-                   timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if not self.alive() or time.monotonic() > deadline:
-                tail = self.log.read_text(errors="replace").splitlines()[-30:]
-                self.stop()
-                raise RuntimeError(f"{self.name} never got to {what}:\n" + "\n".join(tail))
-            time.sleep(0.05)
-
-    def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM, SIGKILL after `grace`, then whatever is left of its process group."""
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                self.popen.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager

@@ -132,8 +132,6 @@ class ChunkStore:
         self.verify_puts = verify_puts
         self.index = index
         self.packs = packs
-        self._index = index
-        self._packs = packs
         self._chunks = index.db("chunks")
         self._counts_lock = threading.Lock()
         self.chunks_written = 0
@@ -152,7 +150,7 @@ class ChunkStore:
         def run(txn: lmdb.Transaction) -> list[bool]:
             return [fetch(txn, i, self._chunks) is not None for i in ids]
 
-        return self._index.read(run)
+        return self.index.read(run)
 
     def entries(self, ids: Sequence[bytes]) -> list[ChunkEntry | None]:
         def run(txn: lmdb.Transaction) -> list[ChunkEntry | None]:
@@ -162,7 +160,7 @@ class ChunkStore:
                 out.append(ChunkEntry.unpack(raw) if raw is not None else None)
             return out
 
-        return self._index.read(run)
+        return self.index.read(run)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -264,7 +262,7 @@ class ChunkStore:
         first = run[0][1]
         last = run[-1][1]
         try:
-            return memoryview(self._packs.read(first.pack, first.offset,
+            return memoryview(self.packs.read(first.pack, first.offset,
                                                last.offset + last.stored_length - first.offset))
         except OSError as exc:
             for cid, entry in run:
@@ -284,7 +282,7 @@ class ChunkStore:
 
     def _load(self, cid: bytes, entry: ChunkEntry) -> StoredChunk:
         try:
-            data = self._packs.read(entry.pack, entry.offset, entry.stored_length)
+            data = self.packs.read(entry.pack, entry.offset, entry.stored_length)
         except OSError as exc:
             self._report_corrupt(cid, entry, f"pack unreadable: {exc}")
             raise DataLoss(f"pack {entry.pack} is unreadable: {exc}") from None
@@ -315,11 +313,11 @@ class ChunkStore:
                   entry.offset, why)
         record = json.dumps({"pack": entry.pack, "offset": entry.offset, "why": why,
                              "at": time.time()}).encode()
-        self._index.write(lambda txn: txn.put(cid, record, db=self._index.db("corrupt")))
+        self.index.write(lambda txn: txn.put(cid, record, db=self.index.db("corrupt")))
 
     def corrupt_chunks(self) -> dict[str, dict[str, object]]:
         def run(txn: lmdb.Transaction) -> dict[str, dict[str, object]]:
-            cursor = txn.cursor(db=self._index.db("corrupt"))
+            cursor = txn.cursor(db=self.index.db("corrupt"))
             return {bytes(k).hex(): json.loads(bytes(v)) for k, v in cursor}
 
-        return self._index.read(run)
+        return self.index.read(run)

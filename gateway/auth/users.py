@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import time
@@ -33,7 +34,7 @@ class Htpasswd:
         hashed = self._hashes.get(user)
         if hashed is None:
             # Spend the same time as for a real user, so timing does not reveal names.
-            await asyncio.to_thread(bcrypt.checkpw, password.encode(), _DUMMY)
+            await asyncio.to_thread(bcrypt.checkpw, password.encode(), _dummy_hash())
             return False
         token = hmac.new(self._salt, f"{user}\0{password}".encode(), "sha256").digest()
         now = time.monotonic()
@@ -48,4 +49,7 @@ class Htpasswd:
         return ok
 
 
-_DUMMY = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=10))
+@functools.cache
+def _dummy_hash() -> bytes:
+    # Made on first use, not at import: a bcrypt hash costs ~60 ms of start-up otherwise.
+    return bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=10))
