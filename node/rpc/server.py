@@ -174,7 +174,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @unary
     async def LinkBlob(self, request: registry_pb2.BlobLinkRequest, context: Ctx
                        ) -> registry_pb2.BlobLinkResponse:
-        info = await self.node.link_blob(request.repository, request.digest)
+        known = convert.blob_from_pb(request.known) if request.HasField("known") else None
+        info = await self.node.link_blob(request.repository, request.digest, known,
+                                         _stamp(request))
         return _link_response(info)
 
     @unary
@@ -186,14 +188,15 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @unary
     async def UnlinkBlob(self, request: registry_pb2.BlobLinkRequest, context: Ctx
                          ) -> registry_pb2.DeleteResponse:
-        done = await self.node.unlink_blob(request.repository, request.digest)
+        done = await self.node.unlink_blob(request.repository, request.digest, _stamp(request))
         return registry_pb2.DeleteResponse(deleted=done)
 
     @unary
     async def PutManifest(self, request: registry_pb2.PutManifestRequest, context: Ctx
                           ) -> registry_pb2.PutManifestResponse:
         await self.node.put_manifest(request.repository, convert.manifest_from_pb(request.manifest),
-                                     list(request.tags), list(request.references))
+                                     list(request.tags), list(request.references),
+                                     _stamp(request))
         return registry_pb2.PutManifestResponse()
 
     @unary
@@ -207,13 +210,14 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @unary
     async def DeleteManifest(self, request: registry_pb2.DeleteRequest, context: Ctx
                              ) -> registry_pb2.DeleteResponse:
-        done = await self.node.delete_manifest(request.repository, request.reference)
+        done = await self.node.delete_manifest(request.repository, request.reference,
+                                               _stamp(request))
         return registry_pb2.DeleteResponse(deleted=done)
 
     @unary
     async def DeleteTag(self, request: registry_pb2.DeleteRequest, context: Ctx
                         ) -> registry_pb2.DeleteResponse:
-        done = await self.node.delete_tag(request.repository, request.reference)
+        done = await self.node.delete_tag(request.repository, request.reference, _stamp(request))
         return registry_pb2.DeleteResponse(deleted=done)
 
     @unary
@@ -231,8 +235,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @unary
     async def CreateUpload(self, request: registry_pb2.CreateUploadRequest, context: Ctx
                            ) -> registry_pb2.Upload:
-        return convert.upload_to_pb(await self.node.create_upload(request.repository,
-                                                                  request.owner))
+        return convert.upload_to_pb(await self.node.create_upload(
+            request.repository, request.owner, request.id))
 
     @unary
     async def GetUpload(self, request: registry_pb2.UploadRef, context: Ctx
@@ -248,6 +252,12 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         info = await self.node.append_upload(request.repository, request.id, request.offset,
                                              convert.recipe_from_pb(request.part))
         return convert.upload_to_pb(info)
+
+    @unary
+    async def GetUploadRecipe(self, request: registry_pb2.UploadRef, context: Ctx
+                              ) -> blobs_pb2.Recipe:
+        return convert.recipe_to_pb(await self.node.upload_recipe(request.repository,
+                                                                  request.id))
 
     @streaming
     async def ReadUpload(self, request: registry_pb2.UploadRef, context: Ctx
@@ -268,6 +278,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                            ) -> registry_pb2.DeleteResponse:
         done = await self.node.cancel_upload(request.repository, request.id)
         return registry_pb2.DeleteResponse(deleted=done)
+
+
+def _stamp(request: Any) -> int | None:
+    return int(request.stamp) if request.HasField("stamp") else None
 
 
 def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
