@@ -120,6 +120,11 @@ class LocalNode:
     async def has_chunks(self, ids: Sequence[bytes]) -> list[bool]:
         return await self._run(self.chunks.has, ids)
 
+    async def chunk_lengths(self, ids: Sequence[bytes]) -> list[int | None]:
+        """Each chunk's raw length, None when it is not stored here."""
+        entries = await self._run(self.chunks.entries, ids)
+        return [None if e is None else e.raw_length for e in entries]
+
     async def put_chunks(self, batches: AsyncIterable[Sequence[StoredChunk]]) -> PutResult:
         put = self.chunks.begin_put()
         writing: asyncio.Task[None] | None = None
@@ -145,11 +150,13 @@ class LocalNode:
             if writing is not None:
                 writing.cancel()
 
-    async def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
+    async def get_chunks(self, ids: Sequence[bytes], skip_missing: bool = False
+                         ) -> AsyncIterator[StoredChunk]:
         ids = list(ids)
         step = max(1, GET_BATCH // (16 * 1024))
+        get = self.chunks.get_available if skip_missing else self.chunks.get
         for start in range(0, len(ids), step):
-            for chunk in await self._run(self.chunks.get, ids[start:start + step]):
+            for chunk in await self._run(get, ids[start:start + step]):
                 yield chunk
 
     # -- blobs -------------------------------------------------------------------------------

@@ -64,6 +64,11 @@ class RemoteNode:
         self._unary = unary_deadline
         self._stream = stream_deadline
 
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """For the other services a cluster member speaks on the same connection."""
+        return self._channel
+
     async def close(self) -> None:
         await self._channel.close(None)
 
@@ -90,6 +95,12 @@ class RemoteNode:
                                  chunks_pb2.HasChunksRequest(ids=b"".join(ids)))
         return convert.unbitmap(reply.present, len(ids))
 
+    async def chunk_lengths(self, ids: Sequence[bytes]) -> list[int | None]:
+        """Each chunk's raw length, None when it is not stored here."""
+        reply = await self._call(self._chunks.Has,
+                                 chunks_pb2.HasChunksRequest(ids=b"".join(ids), lengths=True))
+        return convert.unpack_lengths(reply.raw_lengths, len(ids))
+
     async def put_chunks(self, batches: AsyncIterable[Sequence[StoredChunk]]) -> PutResult:
         async def requests() -> AsyncIterator[chunks_pb2.PutChunksRequest]:
             async for batch in batches:
@@ -103,8 +114,9 @@ class RemoteNode:
             raise _raise(exc) from None
         return PutResult(reply.stored, reply.duplicate, reply.stored_bytes)
 
-    async def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
-        request = chunks_pb2.GetChunksRequest(ids=b"".join(ids))
+    async def get_chunks(self, ids: Sequence[bytes], skip_missing: bool = False
+                         ) -> AsyncIterator[StoredChunk]:
+        request = chunks_pb2.GetChunksRequest(ids=b"".join(ids), skip_missing=skip_missing)
         async for message in self._stream_from(self._chunks.Get, request):
             for chunk in message.chunks:
                 yield convert.chunk_from_pb(chunk)

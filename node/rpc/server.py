@@ -6,22 +6,17 @@ messages halve throughput), and each stream holds at most a few messages in memo
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from prometheus_client import CollectorRegistry, start_http_server
 
 from node.api import StoredChunk
 from node.errors import FailedPrecondition, NodeError, NotFound
-from node.janitor import UPLOAD_IDLE_SECONDS, expire_uploads_forever
 from node.local import LocalNode
-from node.metrics import NodeCollector
 from node.request_id import METADATA_KEY, REQUEST_ID, accept
 from node.rpc import convert
 from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
@@ -93,7 +88,13 @@ class ChunkStoreService(chunks_pb2_grpc.ChunkStoreServicer):
     @unary
     async def Has(self, request: chunks_pb2.HasChunksRequest, context: Ctx
                   ) -> chunks_pb2.HasChunksResponse:
-        flags = await self.node.has_chunks(convert.split_ids(request.ids))
+        ids = convert.split_ids(request.ids)
+        if request.lengths:
+            lengths = await self.node.chunk_lengths(ids)
+            return chunks_pb2.HasChunksResponse(
+                present=convert.bitmap([n is not None for n in lengths]),
+                raw_lengths=convert.pack_lengths(lengths))
+        flags = await self.node.has_chunks(ids)
         return chunks_pb2.HasChunksResponse(present=convert.bitmap(flags))
 
     @unary
@@ -116,7 +117,8 @@ class ChunkStoreService(chunks_pb2_grpc.ChunkStoreServicer):
                   ) -> AsyncIterator[chunks_pb2.GetChunksResponse]:
         batch: list[chunks_pb2.Chunk] = []
         size = 0
-        async for chunk in self.node.get_chunks(convert.split_ids(request.ids)):
+        ids = convert.split_ids(request.ids)
+        async for chunk in self.node.get_chunks(ids, request.skip_missing):
             batch.append(convert.chunk_to_pb(chunk))
             size += len(chunk.data)
             if size >= MESSAGE_BYTES:
@@ -290,11 +292,14 @@ def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
     return registry_pb2.BlobLinkResponse(ok=True, blob=convert.blob_to_pb(info))
 
 
-async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
+async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None,
+                       services: Sequence[Callable[[grpc.aio.Server], None]] = ()
                        ) -> tuple[grpc.aio.Server, int]:
     """Serve `node` on `listen` (host:port; port 0 picks one), with mutual TLS when `tls`
-    is given; returns the server and the port."""
+    is given, and whatever else `services` add; returns the server and the port."""
     server = grpc.aio.server(options=GRPC_OPTIONS)
+    for add in services:
+        add(server)
     chunks_pb2_grpc.add_ChunkStoreServicer_to_server(ChunkStoreService(node), server)
     blobs_pb2_grpc.add_BlobsServicer_to_server(BlobsService(node), server)
     registry_pb2_grpc.add_RegistryServicer_to_server(RegistryService(node), server)
@@ -310,32 +315,3 @@ async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
     for service in ("", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry"):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return server, port
-
-
-async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
-                     ready: Callable[[int], None] | None = None,
-                     upload_idle: float = UPLOAD_IDLE_SECONDS,
-                     metrics_listen: tuple[str, int] | None = None,
-                     tls: TlsFiles | None = None) -> None:
-    """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    node = await LocalNode.open(data_dir, verify_puts=True)
-    server, port = await start_server(node, listen, tls)
-    log.info("node serving %s on port %d", data_dir, port)
-    janitor = asyncio.create_task(expire_uploads_forever(node, upload_idle))
-    if metrics_listen is not None:
-        registry = CollectorRegistry()
-        registry.register(NodeCollector(node))
-        # prometheus-client's own server runs in a thread of its own, off the event loop.
-        start_http_server(metrics_listen[1], metrics_listen[0], registry=registry)
-        log.info("node metrics on http://%s:%d/metrics", *metrics_listen)
-    if ready is not None:
-        ready(port)
-    await stop.wait()
-    log.info("node stopping: draining calls for up to %.0f s", grace)
-    janitor.cancel()
-    await server.stop(grace)
-    await node.close()
