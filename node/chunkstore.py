@@ -363,24 +363,25 @@ class ChunkStore:
                 bad.append(cid)
         return bad, read
 
-    def replace(self, chunk: StoredChunk) -> None:
-        """Store a good copy of a chunk found corrupt here (from another member): written
-        and fsynced, then the index points at it, keeping the chunk's references."""
-        decode(chunk)  # DataLoss when the copy is no better
-        [(pack, offset)] = self.packs.append([chunk.data], sync=True)
-        fresh = ChunkEntry(pack, offset, len(chunk.data), chunk.raw_length, chunk.codec, 0,
-                           checksum(chunk.data))
+    def replace(self, chunks: Sequence[StoredChunk]) -> None:
+        """Store good copies of chunks found corrupt here (from another member): written
+        and fsynced, then the index points at them, keeping their references. DataLoss,
+        and nothing replaced, when a copy is no better."""
+        for chunk in chunks:
+            decode(chunk)
+        locations = self.packs.append([c.data for c in chunks], sync=True)
 
         def run(txn: lmdb.Transaction) -> None:
-            old = fetch(txn, chunk.id, self._chunks)
-            refs = ChunkEntry.unpack(old).refs if old is not None else 0
-            entry = ChunkEntry(fresh.pack, fresh.offset, fresh.stored_length,
-                               fresh.raw_length, fresh.codec, refs, fresh.check)
-            txn.put(chunk.id, entry.pack_bytes(), db=self._chunks)
-            txn.delete(chunk.id, db=self.index.db("corrupt"))
+            for chunk, (pack, offset) in zip(chunks, locations, strict=True):
+                old = fetch(txn, chunk.id, self._chunks)
+                refs = ChunkEntry.unpack(old).refs if old is not None else 0
+                entry = ChunkEntry(pack, offset, len(chunk.data), chunk.raw_length,
+                                   chunk.codec, refs, checksum(chunk.data))
+                txn.put(chunk.id, entry.pack_bytes(), db=self._chunks)
+                txn.delete(chunk.id, db=self.index.db("corrupt"))
 
         self.index.write(run)
-        log.info("chunk %s repaired from a replica", chunk.id.hex())
+        log.info("%d corrupt chunks replaced by copies from other members", len(chunks))
 
     def _report_corrupt(self, cid: bytes, entry: ChunkEntry, why: str) -> None:
         log.error("corrupt chunk %s in pack %d at %d: %s", cid.hex(), entry.pack,

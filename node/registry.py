@@ -155,7 +155,14 @@ class Registry:
             found = lww.get(txn, self._db("repo_manifests"), key(repository, reference))
             return reference if found is not None else None
         digest = lww.get(txn, self._db("tags"), key(repository, reference))
-        return digest.decode() if digest is not None else None
+        if digest is None or not self._has_manifest(txn, repository, digest):
+            return None
+        return digest.decode()
+
+    def _has_manifest(self, txn: lmdb.Transaction, repository: str, digest: bytes) -> bool:
+        # A replica can learn of a tag write after the delete of the manifest it names
+        # (the delete's tag tombstones then missed it): such a tag is gone all the same.
+        return lww.get(txn, self._db("repo_manifests"), key(repository, digest)) is not None
 
     def get_manifest(self, repository: str, reference: str) -> ManifestRecord | None:
         def run(txn: lmdb.Transaction) -> ManifestRecord | None:
@@ -203,7 +210,8 @@ class Registry:
             prefix = key(repository, b"")
             tags = []
             for k, v in self._index.scan_prefix(txn, "tags", prefix, last.encode()):
-                if lww.payload(v) is None:
+                digest = lww.payload(v)
+                if digest is None or not self._has_manifest(txn, repository, digest):
                     continue
                 tags.append(k[len(prefix):].decode())
                 if len(tags) >= (limit or MAX_LIST):

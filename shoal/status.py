@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import grpc
-from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
 
@@ -37,6 +36,12 @@ def _ago(ms: int) -> str:
     if not ms:
         return "not yet"
     return f"{max(0.0, time.time() - ms / 1000):.0f} s ago"
+
+
+def _fields(status: cluster_pb2.NodeStatus) -> dict[str, Any]:
+    """The status as plain JSON values: snake_case names, numbers as numbers."""
+    return {f.name: (v if isinstance(v, (int, str)) else list(v))
+            for f in status.DESCRIPTOR.fields for v in [getattr(status, f.name)]}
 
 
 async def _ask(config: ClusterConfig) -> list[tuple[Member, bool, Any]]:
@@ -66,14 +71,15 @@ async def show(config: ClusterConfig | None, node: str | None, as_json: bool) ->
         config = ClusterConfig((Member(node, node),), replicas=1, write_quorum=1)
     rows = await _ask(config)
     under = sum(r.under_replicated for _, up, r in rows if up)
-    pending = any(up and r.role == "node" and not r.last_repair_ms and len(rows) > 1
-                  for _, up, r in rows)
+    everyone = {m.id for m, _, _ in rows}
+    # Converged only once every member has finished a pass that began with all members up.
+    pending = len(rows) > 1 and any(up and set(r.repair_view) != everyone
+                                    for _, up, r in rows)
     healthy = all(up for _, up, _ in rows)
     if as_json:
         print(json.dumps({
             "members": [{"id": m.id, "address": m.address, "up": up,
-                         **(MessageToDict(r, always_print_fields_with_no_presence=True)
-                            if up else {})} for m, up, r in rows],
+                         **(_fields(r) if up else {})} for m, up, r in rows],
             "under_replicated": under, "healthy": healthy,
             "converged": healthy and under == 0 and not pending,
         }, indent=2))

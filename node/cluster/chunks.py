@@ -56,8 +56,10 @@ async def _one_stream(peer: Peer, chunks: Sequence[StoredChunk]) -> PutResult:
 
 
 class ClusterChunks:
-    def __init__(self, members: Membership) -> None:
+    def __init__(self, members: Membership, exclude: str = "") -> None:
+        """`exclude`: a member not to read from (a member healing its own copies)."""
         self.members = members
+        self.exclude = exclude
         self.replicas = members.config.replicas
         self.quorum = members.config.write_quorum
 
@@ -212,7 +214,8 @@ class ClusterChunks:
         id. Each is asked of its members in read order until one answers with the right
         bytes; NotFound or DataLoss when none does."""
         unique = list(dict.fromkeys(ids))
-        orders = {cid: self.members.read_order(placement.CHUNK, cid) for cid in unique}
+        orders = {cid: [p for p in self.members.read_order(placement.CHUNK, cid)
+                        if p.id != self.exclude] for cid in unique}
         tried = dict.fromkeys(unique, 0)
         got: dict[bytes, tuple[StoredChunk, bytes]] = {}
         errors: dict[bytes, NodeError] = {}

@@ -45,6 +45,7 @@ class RepairStats:
     repaired_bytes: int = 0
     scrubbed_chunks: int = 0
     last_scrub_ms: int = 0
+    view: tuple[str, ...] = ()     # members up when the last complete pass began
 
 
 class RateLimit:
@@ -94,9 +95,11 @@ class Repairer:
 
     async def repair_once(self) -> int:
         """One pass; the number of items found short of R (and sent where possible)."""
+        view = tuple(p.id for p in self.members.live())
         short = await self._repair_metadata() + await self._repair_blobs()
         short += await self._repair_chunks()
         self.stats.under_replicated = short
+        self.stats.view = view
         self.stats.last_pass_ms = int(time.time() * 1000)
         return short
 
@@ -231,8 +234,7 @@ class Repairer:
             if limit is not None:
                 await limit.take(read)
             found += len(bad)
-            for cid in bad:
-                await self._heal(cid)
+            await self._heal(bad)
         found += await self._heal_reported()
         self.stats.last_scrub_ms = int(time.time() * 1000)
         return found
@@ -240,24 +242,23 @@ class Repairer:
     async def _heal_reported(self) -> int:
         """Chunks a read found corrupt since the last scrub."""
         reported = await asyncio.to_thread(self.node.chunks.corrupt_chunks)
-        for hex_id in reported:
-            await self._heal(bytes.fromhex(hex_id))
+        await self._heal([bytes.fromhex(h) for h in reported])
         return len(reported)
 
-    async def _heal(self, cid: bytes) -> bool:
-        others = [p for p in self.members.read_order(placement.CHUNK, cid)
-                  if p.id != self.self_id and p.up]
-        for peer in others:
-            try:
-                got = [c async for c in peer.node.get_chunks([cid], skip_missing=True)]
-            except NodeError:
-                continue
-            if not got:
-                continue
-            try:
-                await asyncio.to_thread(self.node.chunks.replace, got[0])
-                return True
-            except NodeError as exc:
-                log.warning("copy of chunk %s from %s is bad too: %s", cid.hex(), peer.id, exc)
-        log.error("chunk %s is corrupt here and no other member has a good copy", cid.hex())
-        return False
+    async def _heal(self, ids: Sequence[bytes]) -> None:
+        """Replace corrupt chunks by verified copies from the other members."""
+        if not ids:
+            return
+        others = ClusterChunks(self.members, exclude=self.self_id)
+        try:
+            good = [chunk for chunk, _ in await others.fetch(ids)]
+        except NodeError as exc:
+            # Heal one by one, so one chunk nobody else has does not stop the others.
+            if len(ids) > 1:
+                for cid in ids:
+                    await self._heal([cid])
+                return
+            log.error("chunk %s is corrupt here and no other member has a good copy: %s",
+                      ids[0].hex(), exc)
+            return
+        await asyncio.to_thread(self.node.chunks.replace, good)

@@ -41,6 +41,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
             reply.repaired_bytes = r.repaired_bytes
             reply.scrubbed_chunks = r.scrubbed_chunks
             reply.last_scrub_ms = r.last_scrub_ms
+            reply.repair_view.extend(r.view)
         if self.members is not None:
             reply.live_members.extend(p.id for p in self.members.live())
         return reply

@@ -54,6 +54,7 @@ class NodeStatus(_message.Message):
     SCRUBBED_CHUNKS_FIELD_NUMBER: _builtins.int
     LAST_SCRUB_MS_FIELD_NUMBER: _builtins.int
     LIVE_MEMBERS_FIELD_NUMBER: _builtins.int
+    REPAIR_VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     role: _builtins.str
     """"node" (owns data by placement)"""
@@ -80,6 +81,12 @@ class NodeStatus(_message.Message):
     def live_members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """members this node sees healthy"""
 
+    @_builtins.property
+    def repair_view(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The members this node saw healthy when its last repair pass began: a pass that ran
+        without some member could not tell whether that member lacks anything.
+        """
+
     def __init__(
         self,
         *,
@@ -98,10 +105,11 @@ class NodeStatus(_message.Message):
         scrubbed_chunks: _builtins.int = ...,
         last_scrub_ms: _builtins.int = ...,
         live_members: _abc.Iterable[_builtins.str] | None = ...,
+        repair_view: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blobs", b"blobs", "chunks", b"chunks", "corrupt_chunks", b"corrupt_chunks", "disk_free_bytes", b"disk_free_bytes", "id", b"id", "index_bytes", b"index_bytes", "last_repair_ms", b"last_repair_ms", "last_scrub_ms", b"last_scrub_ms", "live_members", b"live_members", "pack_bytes", b"pack_bytes", "repaired_bytes", b"repaired_bytes", "repaired_chunks", b"repaired_chunks", "role", b"role", "scrubbed_chunks", b"scrubbed_chunks", "under_replicated", b"under_replicated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blobs", b"blobs", "chunks", b"chunks", "corrupt_chunks", b"corrupt_chunks", "disk_free_bytes", b"disk_free_bytes", "id", b"id", "index_bytes", b"index_bytes", "last_repair_ms", b"last_repair_ms", "last_scrub_ms", b"last_scrub_ms", "live_members", b"live_members", "pack_bytes", b"pack_bytes", "repair_view", b"repair_view", "repaired_bytes", b"repaired_bytes", "repaired_chunks", b"repaired_chunks", "role", b"role", "scrubbed_chunks", b"scrubbed_chunks", "under_replicated", b"under_replicated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
