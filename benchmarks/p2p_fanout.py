@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from benchmarks import netns
-from benchmarks.common import RESULTS, Process
+from benchmarks.common import RESULTS, Process, peak_rss_mib
 from benchmarks.netns import Host, Topology
 from benchmarks.registry_servers import remove_tree, scratch_dir
 
@@ -94,6 +94,12 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def peak_rss(pid: int) -> float | None:
+    with contextlib.suppress(OSError):
+        return peak_rss_mib(pid)
+    return None
 
 
 def machine_busy() -> tuple[float, float]:
@@ -309,6 +315,9 @@ def run_mode(mode: str, topo: Topology, origin: Origin, blob: Blob, work: Path,
                      [("origin_node", origin.node), ("origin_gateway", origin.gateway),
                       *services.items()]}
         links_after = {h.ns: h.link_bytes() for h in [topo.origin, *topo.hosts]}
+        rss = {name: peak_rss(p.pid) for name, p in
+               [("origin_node", origin.node), ("origin_gateway", origin.gateway),
+                *services.items()]}
     finally:
         kill_clients(clients)
         for host in topo.hosts:
@@ -333,6 +342,7 @@ def run_mode(mode: str, topo: Topology, origin: Origin, blob: Blob, work: Path,
             "error": report.get("error"), "status": report.get("status"),
             "client_cpu_seconds": report.get("cpu_seconds"),
             "service_cpu_seconds": service_cpu if ns in services else None,
+            "service_peak_rss_mib": rss.get(ns),
             "link_sent_bytes": sent, "link_received_bytes": received})
     times = [h["seconds"] for h in result.hosts]
     egress = links_after[topo.origin.ns][0] - links_before[topo.origin.ns][0]
@@ -350,6 +360,7 @@ def run_mode(mode: str, topo: Topology, origin: Origin, blob: Blob, work: Path,
         "hosts_sent_bytes": peers_sent, "hosts_sent_over_s": peers_sent / blob.size,
         "wall_seconds": wall,
         "origin_cpu_seconds": origin_cpu,
+        "origin_peak_rss_mib": {k: rss[k] for k in ("origin_node", "origin_gateway")},
         "origin_cores": sum(origin_cpu.values()) / wall,
         "machine_busy_cores": (busy_after[0] - busy_before[0]) / wall,
         "cores_at_rate": cores_at_rate(result.hosts, origin_cpu, egress, args.rate_bit),
@@ -393,6 +404,11 @@ def print_mode(run: ModeRun, n: int) -> None:
     print(f"           {f['slowest_seconds']:.1f} s; CPU: origin {f['origin_cores'] * 100:.0f} "
           f"% of a core, machine {f['machine_busy_cores'] * 100:.0f} % of one core "
           f"(of {os.cpu_count()}); per role at full B: {cores}")
+    rss = [h["service_peak_rss_mib"] for h in run.hosts if h["service_peak_rss_mib"]]
+    origin = f["origin_peak_rss_mib"]
+    print(f"           peak RSS MiB: origin node {origin['origin_node'] or 0:.0f}, gateway "
+          f"{origin['origin_gateway'] or 0:.0f}" + (f", host service max {max(rss):.0f}"
+                                                     if rss else ""))
 
 
 def failed(run: ModeRun) -> str:
@@ -460,8 +476,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     topo = Topology(args.hosts, args.rate_bit, args.origin_rate_bit)
     atexit.register(topo.close)
     try:
+        start = time.perf_counter()
         topo.build()
-        print(f"  {args.hosts + 1} namespaces ({topo.prefix}*), links shaped to "
+        print(f"  {args.hosts + 1} namespaces ({topo.prefix}*) in "
+              f"{time.perf_counter() - start:.1f} s, links shaped to "
               f"{args.rate_bit / 1e6:g} Mbit/s both ways (origin's: "
               f"{args.origin_rate_bit / 1e6:g})")
         origin = start_origin(topo, work)
@@ -490,6 +508,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "load_average_before_after": [load_before, os.getloadavg()],
         "cpu_count": os.cpu_count(),
     }
+
+
+def on_signal(signum: int, _: object) -> None:
+    print(f"\n{signal.Signals(signum).name}: removing processes, namespaces and temp files",
+          flush=True)
+    sys.exit(128 + signum)
 
 
 def parse_modes(value: str) -> list[str]:
@@ -547,7 +571,7 @@ def main() -> None:
               "--clean-stale removes them")
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the finally blocks remove everything.
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
+        signal.signal(sig, on_signal)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with contextlib.ExitStack() as stack:
