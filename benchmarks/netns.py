@@ -6,9 +6,15 @@ deleting the namespaces deletes every veth, bridge and qdisc with them. Every na
 with `shoalb-<pid>-`, so two runs, or other people's interfaces, never collide.
 
 Shaping: a host's link is shaped in both directions by an egress qdisc on each end of its
-veth (the host's end limits what it sends, the bridge's end what it receives), HTB at the
-rate with a byte-limited FIFO under it holding about 100 ms of traffic. Rates count link
-layer bytes (Ethernet and IP headers included), as a real link does.
+veth (the host's end limits what it sends, the bridge's end what it receives): HTB at the
+rate, counting link-layer bytes (Ethernet, IP and TCP headers included) as a real link
+does. Under it, by default, one HTB class per other host, each with an equal guaranteed
+share and the whole rate as ceiling, and its own byte FIFO: the link is shared fairly
+between peers, as fq_codel (Linux's usual default, missing from this kernel along with sfq
+and fq) would share it between flows. With one plain tail-drop FIFO instead (`fair=False`),
+a connection opened while others fill the queue can lose its handshake packets over and
+over and stall for tens of seconds (seen: 3 of 8 hosts got their first byte after 28 s),
+which measures the queue, not the registry.
 """
 
 from __future__ import annotations
@@ -109,12 +115,14 @@ class Host:
 class Topology:
     """A bridge, an origin host and N hosts; `close` removes all of it (idempotent)."""
 
-    def __init__(self, hosts: int, rate_bit: int, origin_rate_bit: int | None = None) -> None:
+    def __init__(self, hosts: int, rate_bit: int, origin_rate_bit: int | None = None,
+                 fair: bool = True) -> None:
         if not 1 <= hosts <= MAX_HOSTS:
             raise ValueError(f"between 1 and {MAX_HOSTS} hosts, not {hosts}")
         self.prefix = prefix()
         self.rate_bit = rate_bit
         self.origin_rate_bit = origin_rate_bit or rate_bit
+        self.fair = fair
         self.created: list[str] = []
         self.switch = self.prefix + "sw"
         self.origin = Host(self.prefix + "origin", f"{SUBNET}.1", "o")
@@ -135,27 +143,45 @@ class Topology:
             run([*inside, "link", "set", "lo", "up"])
             run([*inside, "addr", "add", f"{host.address}/24", "dev", "eth0"])
             run([*inside, "link", "set", "eth0", "up"])
+        everyone = [self.origin, *self.hosts]
+        for host in everyone:
             rate = self.origin_rate_bit if host is self.origin else self.rate_bit
-            self._shape(host.ns, "eth0", rate)
-            self._shape(self.switch, host.port, rate)
+            others = [h.address for h in everyone if h is not host] if self.fair else []
+            # The host's end sends to the others; the bridge's end delivers from them.
+            self._shape(host.ns, "eth0", rate, "dst", others)
+            self._shape(self.switch, host.port, rate, "src", others)
 
     def _add_namespace(self, name: str) -> None:
         run(["ip", "netns", "add", name])
         self.created.append(name)
 
     @staticmethod
-    def _shape(ns: str, dev: str, rate_bit: int) -> None:
-        rate = f"{rate_bit}bit"
+    def _shape(ns: str, dev: str, rate_bit: int, field: str, peers: list[str]) -> None:
+        """HTB at `rate_bit` on `dev`: one class per peer address (matched on the packet's
+        `field`, src or dst) plus a default class for the rest (ARP, stray packets), each
+        guaranteed an equal share and allowed the whole rate, each with its own FIFO."""
+        classes = len(peers) + 1
         queue = max(128 * 1024, int(rate_bit / 8 * QUEUE_SECONDS))
-        # HTB's quantum only splits a parent between classes; with one class it just has
-        # to lie in the range HTB accepts, or it warns on every fast rate.
-        quantum = min(200_000, max(1514, rate_bit // 8 // 10))
-        tc = ["tc", "-n", ns]
-        run([*tc, "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1"])
-        run([*tc, "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
-             "rate", rate, "ceil", rate, "quantum", str(quantum)])
-        run([*tc, "qdisc", "add", "dev", dev, "parent", "1:1", "handle", "10:", "bfifo",
-             "limit", str(queue)])
+        per_class_queue = max(64 * 1024, queue // classes)
+        share = max(8, rate_bit // classes)
+        # Equal quanta make HTB's borrowing a round robin between peers; a few MTUs per
+        # turn keeps the turns short next to the 100 ms of queue.
+        quantum = 4 * 1514
+        lines = [f"qdisc add dev {dev} root handle 1: htb default 2",
+                 f"class add dev {dev} parent 1: classid 1:1 htb rate {rate_bit}bit "
+                 f"ceil {rate_bit}bit quantum {quantum}"]
+        for minor, peer in enumerate([None, *peers], start=2):
+            lines += [f"class add dev {dev} parent 1:1 classid 1:{minor:x} htb "
+                      f"rate {share}bit ceil {rate_bit}bit quantum {quantum}",
+                      f"qdisc add dev {dev} parent 1:{minor:x} handle {minor:x}: bfifo "
+                      f"limit {per_class_queue}"]
+            if peer is not None:
+                lines.append(f"filter add dev {dev} parent 1: protocol ip prio 1 u32 "
+                             f"match ip {field} {peer}/32 flowid 1:{minor:x}")
+        result = subprocess.run(["tc", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n",
+                                capture_output=True, text=True, timeout=IP_TIMEOUT)
+        if result.returncode != 0:
+            raise RuntimeError(f"tc -n {ns} -batch on {dev} failed: {result.stderr.strip()}")
 
     def qdiscs(self) -> dict[str, str]:
         """What tc says is installed, per namespace, for the record."""

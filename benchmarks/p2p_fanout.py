@@ -473,7 +473,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     print(f"N={args.hosts} hosts, S={args.size_mib} MiB, B={args.rate_bit / 1e6:g} Mbit/s: "
           f"S/B = {unit:.2f} s, N·S/B = {args.hosts * unit:.1f} s")
     blob = make_blob(work / "blob", size)
-    topo = Topology(args.hosts, args.rate_bit, args.origin_rate_bit)
+    topo = Topology(args.hosts, args.rate_bit, args.origin_rate_bit, fair=not args.shared_fifo)
     atexit.register(topo.close)
     try:
         start = time.perf_counter()
@@ -500,8 +500,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "rate_bit_per_s": args.rate_bit, "origin_rate_bit_per_s": args.origin_rate_bit,
         "s_over_b_seconds": unit,
         "seeding": "pushed through the origin's gateway on its own loopback (unshaped)",
-        "shaping": "HTB at B plus a 100 ms byte FIFO, egress of both veth ends of every "
-                   "link, origin included; rates count link-layer bytes",
+        "shaping": "HTB at B on the egress of both veth ends of every link, origin "
+                   "included, rates counting link-layer bytes; about 100 ms of byte FIFO "
+                   + ("shared by all traffic (tail drop)" if args.shared_fifo else
+                      "split into one class and FIFO per peer host, shared fairly"),
         "egress_measure": "origin namespace eth0 tx_bytes (ip -s link), link layer",
         "modes": {r.mode: {**r.figures, "hosts": r.hosts} for r in runs},
         "qdiscs": qdiscs,
@@ -533,6 +535,8 @@ def main() -> None:
     parser.add_argument("--origin-rate-mbit", type=float, default=None,
                         help="the origin's link, Mbit/s (default: B); a fat origin loads "
                              "the machine as P2P would, N hosts each receiving at B")
+    parser.add_argument("--shared-fifo", action="store_true",
+                        help="one tail-drop FIFO per link instead of a fair share per peer")
     parser.add_argument("--modes", type=parse_modes, default=["p2p", "no-p2p"],
                         help=f"comma-separated, run in this order, from {','.join(MODES)} "
                              "(p2p,no-p2p)")
