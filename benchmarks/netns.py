@@ -161,8 +161,10 @@ class Topology:
         `field`, src or dst) plus a default class for the rest (ARP, stray packets), each
         guaranteed an equal share and allowed the whole rate, each with its own FIFO."""
         classes = len(peers) + 1
+        # Each peer's FIFO holds 100 ms at the whole rate: usually one or two peers are
+        # active, and a share of the queue split N ways dropped a fast sender's bursts
+        # (a fifth of an origin's bytes were retransmitted at N=16).
         queue = max(128 * 1024, int(rate_bit / 8 * QUEUE_SECONDS))
-        per_class_queue = max(64 * 1024, queue // classes)
         share = max(8, rate_bit // classes)
         # Equal quanta make HTB's borrowing a round robin between peers; a few MTUs per
         # turn keeps the turns short next to the 100 ms of queue.
@@ -174,7 +176,7 @@ class Topology:
             lines += [f"class add dev {dev} parent 1:1 classid 1:{minor:x} htb "
                       f"rate {share}bit ceil {rate_bit}bit quantum {quantum}",
                       f"qdisc add dev {dev} parent 1:{minor:x} handle {minor:x}: bfifo "
-                      f"limit {per_class_queue}"]
+                      f"limit {queue}"]
             if peer is not None:
                 lines.append(f"filter add dev {dev} parent 1: protocol ip prio 1 u32 "
                              f"match ip {field} {peer}/32 flowid 1:{minor:x}")
