@@ -39,8 +39,9 @@ Measured on this 2-core machine, 2026-11-28, B = 100 Mbit/s, other engineers' te
 alongside (load average 4-9).
   validation, --client-only (slowest / median / fastest in S/B; origin egress in S):
     N=1  S=32 MiB  direct 1.06 (bound 1.05 with headers)
-    N=4  S=32 MiB  direct  4.22 / 4.19 / 4.14, egress 4.01;  gateway 4.20 / 4.17 / 4.13, 4.01
-    N=8  S=64 MiB  direct  8.39 / 8.35 / 8.27, egress 8.02;  gateway 8.39 / 8.36 / 8.30, 8.02
+    N=4  S=32 MiB  direct  4.19 / 4.18 / 4.11, egress 4.01;  gateway 4.21 / 4.18 / 4.17, 4.01
+    N=8  S=64 MiB  direct  8.38 / 8.34 / 8.29, egress 8.02;  gateway 8.38 / 8.34 / 8.20, 8.02
+    (bounds with headers: 4.18 and 8.36; the first byte came within 0.2 S/B)
   CPU per process at B (CPU seconds per byte moved, scaled to B): a host's gateway relaying
   B from the origin 6-12 % of a core (peak RSS 82 MiB), the client 2 %, the origin's
   gateway + node 4-8 % of a core per B of egress. The kernel's share (veth, bridge, HTB)
