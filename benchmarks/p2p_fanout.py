@@ -162,29 +162,35 @@ def run_in(host: Host, argv: list[str], timeout: float) -> None:
 
 
 def probe_all(pairs: list[tuple[Host, str]], services: list[Process]) -> None:
-    """Wait until each host's URL answers 200, the probes running side by side."""
+    """Wait until each host's URL answers 200, the probes running side by side; give up at
+    once when a service has exited."""
     probes = [subprocess.Popen(host.exec_argv(helper("probe", url, "--timeout",
                                                      str(READY_TIMEOUT))),
                                cwd=ROOT, env={**os.environ, **ENV}, stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
               for host, url in pairs]
+    deadline = time.monotonic() + READY_TIMEOUT + 30
+    try:
+        while any(p.poll() is None for p in probes):
+            if any(not proc.alive() for proc in services) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        for probe in probes:
+            if probe.poll() is None:
+                probe.kill()
     failures = []
     for (host, _), probe in zip(pairs, probes, strict=True):
-        try:
-            _, err = probe.communicate(timeout=READY_TIMEOUT + 30)
-        except subprocess.TimeoutExpired:
-            probe.kill()
-            _, err = probe.communicate()
+        _, err = probe.communicate(timeout=30)
         if probe.returncode != 0:
-            failures.append(f"{host.ns}: {err.strip()}")
-    if failures:
-        tails = []
-        for proc in services:
-            if not proc.alive():
-                tail = proc.log.read_text(errors="replace").splitlines()[-15:]
-                tails.append(f"{proc.name} exited ({proc.popen.returncode}):\n" +
-                             "\n".join(tail))
-        raise RuntimeError("not ready:\n" + "\n".join(failures + tails))
+            failures.append(f"{host.ns}: {err.strip() or 'gave up'}")
+    dead = []
+    for proc in services:
+        if not proc.alive():
+            tail = proc.log.read_text(errors="replace").splitlines()[-15:]
+            dead.append(f"{proc.name} exited ({proc.popen.returncode}):\n" + "\n".join(tail))
+    if failures or dead:
+        raise RuntimeError("not ready:\n" + "\n".join(failures + dead))
 
 
 @dataclass
