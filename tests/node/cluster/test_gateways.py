@@ -4,7 +4,6 @@ through two gateways leave every replica agreeing on one value."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
