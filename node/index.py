@@ -22,8 +22,11 @@ T = TypeVar("T")
 TABLES = (
     "meta",            # b"format" -> FORMAT
     "chunks",          # chunk id -> ChunkEntry
+    "unreferenced",    # chunk id -> ms (8 bytes) since when its reference count is zero
+    "pack_ends",       # pack number (4 bytes) -> end of its last committed chunk (8 bytes)
     "corrupt",         # chunk id -> when and where verification failed
     "blobs",           # digest -> packed recipe
+    "unreferenced_blobs",  # digest -> ms (8 bytes) since when nothing refers to the blob
     "repositories",    # name -> b""
     "repo_blobs",      # name \0 digest -> b""
     "manifests",       # digest -> content

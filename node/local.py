@@ -7,6 +7,7 @@ bounded read-ahead, so neither a large blob nor a slow client holds more than a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,9 @@ from node.api import (
 )
 from node.blobs import BlobStore
 from node.chunkstore import ChunkStore
+from node.clock import Clock, wall_ms
 from node.index import Index
-from node.packs import Packs
+from node.packs import PACK_LIMIT, Packs
 from node.recipe import ChunkSlice, Recipe
 from node.registry import Registry
 from node.threadstream import stream_in_thread
@@ -64,18 +66,21 @@ class LocalNode:
     the checksum taken when they were written (node/codec.py says why not SHA-256).
     """
 
-    def __init__(self, data_dir: Path, verify_puts: bool = False) -> None:
+    def __init__(self, data_dir: Path, verify_puts: bool = False, clock: Clock = wall_ms,
+                 pack_limit: int = PACK_LIMIT) -> None:
         self.data_dir = data_dir
+        self.clock = clock
         self.index = Index(data_dir / "index")
-        self.packs = Packs(data_dir / "packs")
-        self.chunks = ChunkStore(self.index, self.packs, verify_puts=verify_puts)
+        self.packs = Packs(data_dir / "packs", pack_limit)
+        self.chunks = ChunkStore(self.index, self.packs, verify_puts=verify_puts, clock=clock)
         self.blobs = BlobStore(self.index, self.chunks)
         self.registry = Registry(self.index, self.blobs)
         self.uploads = Uploads(self.index, self.chunks, self.blobs)
 
     @classmethod
-    async def open(cls, data_dir: Path, verify_puts: bool = False) -> LocalNode:
-        return await asyncio.to_thread(cls, data_dir, verify_puts)
+    async def open(cls, data_dir: Path, verify_puts: bool = False, clock: Clock = wall_ms,
+                   pack_limit: int = PACK_LIMIT) -> LocalNode:
+        return await asyncio.to_thread(cls, data_dir, verify_puts, clock, pack_limit)
 
     async def close(self) -> None:
         def shut() -> None:
@@ -135,6 +140,10 @@ class LocalNode:
         finally:
             if writing is not None:
                 writing.cancel()
+                # The write may still be running in its thread: release once it is done.
+                with contextlib.suppress(BaseException):
+                    await writing
+            put.close()
 
     async def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
         ids = list(ids)

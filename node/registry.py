@@ -12,6 +12,7 @@ from node.api import BlobInfo, Descriptor, ManifestRecord
 from node.blobs import BlobStore
 from node.digests import validate_digest
 from node.errors import FailedPrecondition, InvalidArgument
+from node.gc import reachability
 from node.index import Index, fetch, key
 from node.names import validate_repository, validate_tag
 
@@ -44,16 +45,20 @@ class Registry:
     def link_blob(self, repository: str, digest: str) -> BlobInfo | None:
         validate_repository(repository)
         validate_digest(digest)
-        info = self._blobs.stat(digest)
-        if info is None:
-            return None
 
-        def run(txn: lmdb.Transaction) -> None:
+        def run(txn: lmdb.Transaction) -> bool:
+            # Checked in the same transaction as the link, so garbage collection cannot
+            # delete the blob in between and leave a link to nothing.
+            if fetch(txn, digest.encode(), self._db("blobs")) is None:
+                return False
             txn.put(repository.encode(), b"", db=self._db("repositories"))
             txn.put(key(repository, digest), b"", db=self._db("repo_blobs"))
+            reachability.referenced(self._index, txn, [digest])
+            return True
 
-        self._index.write(run)
-        return info
+        if not self._index.write(run):
+            return None
+        return self._blobs.stat(digest)
 
     def stat_repository_blob(self, repository: str, digest: str) -> BlobInfo | None:
         linked = self._index.read(
@@ -87,6 +92,7 @@ class Registry:
                 if (fetch(txn, key(repository, ref), self._db("repo_blobs")) is None
                         and fetch(txn, key(repository, ref), self._db("repo_manifests")) is None):
                     raise FailedPrecondition(f"{ref} is not in repository {repository}")
+            reachability.referenced(self._index, txn, references)
             txn.put(repository.encode(), b"", db=self._db("repositories"))
             txn.put(manifest.digest.encode(), manifest.content, db=self._db("manifests"))
             txn.put(key(repository, manifest.digest), meta, db=self._db("repo_manifests"))
