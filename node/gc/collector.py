@@ -89,6 +89,8 @@ class GarbageCollector:
 
     def run(self, dry_run: bool = False) -> GcReport:
         with self._lock:
+            if self._stop.is_set():
+                raise Stopped
             started = time.monotonic()
             pacer = Pacer(self.config.duty, stop=self._stop)
             try:

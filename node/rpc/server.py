@@ -19,11 +19,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from node.api import StoredChunk
 from node.errors import FailedPrecondition, NodeError, NotFound
-from node.janitor import UPLOAD_IDLE_SECONDS, expire_uploads_forever
+from node.gc.collector import INTERVAL_SECONDS, GarbageCollector, GcConfig
+from node.janitor import UPLOAD_IDLE_SECONDS, collect_garbage_forever, expire_uploads_forever
 from node.local import LocalNode
 from node.metrics import NodeCollector
 from node.request_id import METADATA_KEY, REQUEST_ID, accept
 from node.rpc import convert
+from node.rpc.admin import add_admin
 from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
 from node.rpc.status import status_of
 from node.rpc.tls import TlsFiles
@@ -276,14 +278,18 @@ def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
     return registry_pb2.BlobLinkResponse(ok=True, blob=convert.blob_to_pb(info))
 
 
-async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
-                       ) -> tuple[grpc.aio.Server, int]:
+async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None,
+                       gc: GarbageCollector | None = None) -> tuple[grpc.aio.Server, int]:
     """Serve `node` on `listen` (host:port; port 0 picks one), with mutual TLS when `tls`
-    is given; returns the server and the port."""
+    is given, and the Admin service when `gc` is; returns the server and the port."""
     server = grpc.aio.server(options=GRPC_OPTIONS)
     chunks_pb2_grpc.add_ChunkStoreServicer_to_server(ChunkStoreService(node), server)
     blobs_pb2_grpc.add_BlobsServicer_to_server(BlobsService(node), server)
     registry_pb2_grpc.add_RegistryServicer_to_server(RegistryService(node), server)
+    services = ["", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry"]
+    if gc is not None:
+        add_admin(server, gc)
+        services.append("shoal.v1.Admin")
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # no stub
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls is not None:
@@ -293,7 +299,7 @@ async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
-    for service in ("", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry"):
+    for service in services:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return server, port
 
@@ -302,19 +308,24 @@ async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
                      ready: Callable[[int], None] | None = None,
                      upload_idle: float = UPLOAD_IDLE_SECONDS,
                      metrics_listen: tuple[str, int] | None = None,
-                     tls: TlsFiles | None = None) -> None:
-    """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds."""
+                     tls: TlsFiles | None = None, gc_config: GcConfig | None = None,
+                     gc_interval: float = INTERVAL_SECONDS) -> None:
+    """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds.
+    Garbage is collected every `gc_interval` seconds (never when 0) and on demand."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     node = await LocalNode.open(data_dir, verify_puts=True)
-    server, port = await start_server(node, listen, tls)
+    gc = GarbageCollector(node, gc_config)
+    server, port = await start_server(node, listen, tls, gc)
     log.info("node serving %s on port %d", data_dir, port)
-    janitor = asyncio.create_task(expire_uploads_forever(node, upload_idle))
+    janitors = [asyncio.create_task(expire_uploads_forever(node, upload_idle))]
+    if gc_interval > 0:
+        janitors.append(asyncio.create_task(collect_garbage_forever(gc, gc_interval)))
     if metrics_listen is not None:
         registry = CollectorRegistry()
-        registry.register(NodeCollector(node))
+        registry.register(NodeCollector(node, gc))
         # prometheus-client's own server runs in a thread of its own, off the event loop.
         start_http_server(metrics_listen[1], metrics_listen[0], registry=registry)
         log.info("node metrics on http://%s:%d/metrics", *metrics_listen)
@@ -322,6 +333,11 @@ async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
         ready(port)
     await stop.wait()
     log.info("node stopping: draining calls for up to %.0f s", grace)
-    janitor.cancel()
+    gc.stop()
+    for janitor in janitors:
+        janitor.cancel()
     await server.stop(grace)
+    # A collection runs in a thread that cancelling does not stop: it ends at its next
+    # pause, and must have before the index closes under it.
+    await asyncio.to_thread(gc.wait_idle)
     await node.close()
