@@ -254,6 +254,13 @@ class ChunkStore:
 
         return self.index.read(run)
 
+    def pack_end(self, pack: int) -> int | None:
+        def run(txn: lmdb.Transaction) -> int | None:
+            raw = fetch(txn, _PACK.pack(pack), self._pack_ends)
+            return None if raw is None else int(STAMP.unpack(raw)[0])
+
+        return self.index.read(run)
+
     def forget_pack(self, txn: lmdb.Transaction, pack: int) -> None:
         txn.delete(_PACK.pack(pack), db=self._pack_ends)
 

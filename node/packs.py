@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -154,13 +154,17 @@ class Packs:
             self._roll()
             return True
 
-    def trim(self, number: int, end: int) -> int:
-        """Cut pack `number` back to `end` bytes when no writer holds it: what lies past
-        the last committed chunk is what a crash or an abandoned write left. Returns the
-        bytes cut."""
+    def trim(self, number: int, committed_end: Callable[[int], int | None]) -> int:
+        """Cut pack `number` back to the end of its last committed chunk when no writer
+        holds it: what lies past that is what a crash or an abandoned write left. The end
+        is read under the write lock, once no append can be pending, so a write committed
+        a moment ago is never cut. Returns the bytes cut."""
         with self._write_lock:
             if self._holds[number]:
                 return 0
+            end = committed_end(number)
+            if end is None:
+                return 0  # written before ends were recorded: nothing to go by
             if number == self._current:
                 if self._size <= end:
                     return 0
@@ -169,11 +173,10 @@ class Packs:
                 os.fdatasync(self._fd)
                 self._size = end
                 return cut
-            path = self.path(number)
             size = self.size(number)
             if size <= end:
                 return 0
-            fd = os.open(path, os.O_WRONLY)
+            fd = os.open(self.path(number), os.O_WRONLY)
             try:
                 os.ftruncate(fd, end)
                 os.fdatasync(fd)

@@ -148,7 +148,7 @@ class GarbageCollector:
         report.chunks_deleted = swept.count
         report.chunk_bytes = swept.stored_bytes
         done = Compaction()
-        self._compactor.trim(plan.tails, done)
+        self._compactor.trim(sorted(plan.tails), done)
         self._compactor.compact([p.number for p in plan.packs], pacer, done)
         report.packs_compacted = len(done.compacted)
         report.bytes_moved = done.moved_bytes

@@ -58,10 +58,10 @@ class Compactor:
         self._sweeper = ChunkSweeper(store.index, store)
         self._on_step = on_step
 
-    def trim(self, tails: dict[int, int], result: Compaction) -> None:
+    def trim(self, numbers: Sequence[int], result: Compaction) -> None:
         """Cut dead bytes off the end of packs (a crash's, or an abandoned write's)."""
-        for number, end in sorted(tails.items()):
-            result.trimmed_bytes += self._packs.trim(number, end)
+        for number in numbers:
+            result.trimmed_bytes += self._packs.trim(number, self._store.pack_end)
 
     def compact(self, numbers: Sequence[int], pacer: Pacer, result: Compaction) -> None:
         targets = []

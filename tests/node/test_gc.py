@@ -326,3 +326,42 @@ async def test_kill_9_in_the_middle_of_a_compaction_leaves_a_consistent_node(
         assert not node.chunks.corrupt_chunks()
     finally:
         await node.close()
+
+
+async def test_a_dead_tail_is_cut_but_never_a_write_committed_since_the_plan(
+        local_dir: Path) -> None:
+    from nodetest import encode
+
+    from node.gc.compaction import Compaction, Compactor
+
+    clock = FakeClock()
+    node = await open_node(local_dir, clock)
+    try:
+        gc = collector(node)
+        kept = random_bytes(100_000, seed=70)
+        kept_digest = await push(node, kept)
+        abandoned = node.chunks.begin_put()
+        abandoned.write(encode(random_bytes(50_000, seed=71)))
+        abandoned.close()  # a push that died: its bytes are in the pack, never indexed
+        current = node.packs.current
+        assert node.packs.size(current) > (node.chunks.pack_end(current) or 0)
+
+        plan = gc.plan(False, Pacer(1.0))
+        assert current in plan.tails
+        late = random_bytes(80_000, seed=72)  # committed after the plan was made
+        late_digest = await push(node, late)
+        Compactor(node.chunks).trim(sorted(plan.tails), Compaction())
+        assert await collect(node.read_blob(late_digest)) == late
+        assert node.packs.size(current) == node.chunks.pack_end(current)
+
+        # With nothing written since, the next run cuts the tail an abandoned write left.
+        abandoned = node.chunks.begin_put()
+        abandoned.write(encode(random_bytes(50_000, seed=73)))
+        abandoned.close()
+        report = await gc.collect()
+        assert report.disk_bytes_reclaimed >= 50_000
+        assert node.packs.size(current) == node.chunks.pack_end(current)
+        assert await collect(node.read_blob(kept_digest)) == kept
+        assert await collect(node.read_blob(late_digest)) == late
+    finally:
+        await node.close()
