@@ -19,7 +19,9 @@ from node.gc.pacing import Pacer
 from node.index import Index, fetch
 from node.recipe import Recipe
 
-BATCH = 256  # blobs per write transaction: short, so pushes never wait long on the lock
+# Blobs per write transaction: each drops its recipe's references there, and a long
+# transaction holds both the index's write lock and the interpreter.
+BATCH = 16
 
 
 @dataclass(frozen=True, slots=True)

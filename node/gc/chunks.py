@@ -18,8 +18,8 @@ from node.clock import STAMP
 from node.gc.pacing import Pacer
 from node.index import Index, fetch
 
-BATCH = 512       # chunks per write transaction
-SCAN_BATCH = 4096  # entries per read transaction while scanning: old snapshots pin pages
+BATCH = 256       # chunks per write transaction
+SCAN_BATCH = 1024  # entries per read transaction while scanning: old snapshots pin pages
 
 LiveCheck = Callable[[bytes], bool]
 
