@@ -215,7 +215,13 @@ async def _serve(args: argparse.Namespace) -> None:
         expire_uploads_forever(node, args.upload_idle_hours * 3600))]
     if args.gc_interval > 0:
         janitors.append(asyncio.create_task(collect_garbage_forever(gc, args.gc_interval)))
-    admin = await serve_admin_socket(gc, args.data)
+    try:
+        admin = await serve_admin_socket(gc, args.data)
+    except (OSError, RuntimeError) as exc:
+        # A data folder whose path is too long for a unix socket must not stop the
+        # registry; only `shoal gc --data` is lost, and the schedule still runs.
+        logging.getLogger(__name__).warning("no admin socket in %s: %s", args.data, exc)
+        admin = None
     try:
         host, port = args.listen
         await run_gateway(node, host, port, _until_signalled(), metrics=metrics,
@@ -224,7 +230,8 @@ async def _serve(args: argparse.Namespace) -> None:
         gc.stop()
         for janitor in janitors:
             janitor.cancel()
-        await admin.stop(5.0)
+        if admin is not None:
+            await admin.stop(5.0)
         # A collection runs in a thread that cancelling does not stop: it ends at its
         # next pause, and must have before the index closes under it.
         await asyncio.to_thread(gc.wait_idle)
