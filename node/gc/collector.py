@@ -77,7 +77,29 @@ class GarbageCollector:
         self.totals = GcTotals()
 
     async def collect(self, dry_run: bool = False) -> GcReport:
-        return await asyncio.to_thread(self.run, dry_run)
+        """Run in a thread of its own: a run lasts seconds to minutes, and one waiting for
+        another would otherwise sit on a worker of the pool every index call shares."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[GcReport] = loop.create_future()
+
+        def settle(outcome: GcReport | BaseException) -> None:
+            if done.done():
+                return  # the caller went away; the run still finished
+            if isinstance(outcome, BaseException):
+                done.set_exception(outcome)
+            else:
+                done.set_result(outcome)
+
+        def work() -> None:
+            outcome: GcReport | BaseException
+            try:
+                outcome = self.run(dry_run)
+            except BaseException as exc:
+                outcome = exc
+            loop.call_soon_threadsafe(settle, outcome)
+
+        threading.Thread(target=work, name="shoal-gc", daemon=True).start()
+        return await done
 
     def stop(self) -> None:
         """Make a run in progress end at its next pause, and refuse new ones."""
