@@ -96,7 +96,8 @@ class LocalNode:
                     for name in ("chunks", "blobs", "uploads", "corrupt")}
 
         counts = self.index.read(entries)
-        packs = sum(p.stat().st_size for p in (self.data_dir / "packs").glob("pack-*.dat"))
+        # Packs.size tolerates a pack that garbage collection deletes meanwhile.
+        packs = sum(self.packs.size(n) for n in self.packs.numbers())
         return NodeStats(
             chunks_written=self.chunks.chunks_written,
             chunks_duplicate=self.chunks.chunks_duplicate,
