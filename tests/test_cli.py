@@ -152,3 +152,10 @@ async def _push_and_unlink(target: str, data: bytes) -> str:
         return digest
     finally:
         await remote.close()
+
+
+def test_a_bad_gc_duration_is_a_clear_usage_error() -> None:
+    result = subprocess.run([*SHOAL, "serve", "--gc-grace", "soon"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "duration" in result.stderr

@@ -4,6 +4,7 @@ then packs. A dry run stops after planning; a real run carries the plan out."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -96,7 +97,8 @@ class GarbageCollector:
                 outcome = self.run(dry_run)
             except BaseException as exc:
                 outcome = exc
-            loop.call_soon_threadsafe(settle, outcome)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(settle, outcome)
 
         threading.Thread(target=work, name="shoal-gc", daemon=True).start()
         return await done

@@ -365,3 +365,17 @@ async def test_a_dead_tail_is_cut_but_never_a_write_committed_since_the_plan(
         assert await collect(node.read_blob(late_digest)) == late
     finally:
         await node.close()
+
+
+async def test_a_stopping_node_refuses_new_runs(local_dir: Path) -> None:
+    from node.gc.pacing import Stopped
+
+    node = await open_node(local_dir, FakeClock())
+    try:
+        gc = collector(node)
+        await gc.collect()
+        gc.stop()
+        with pytest.raises(Stopped):
+            await gc.collect()
+    finally:
+        await node.close()
