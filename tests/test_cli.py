@@ -159,3 +159,19 @@ def test_a_bad_gc_duration_is_a_clear_usage_error() -> None:
                             text=True, timeout=60)
     assert result.returncode == 2
     assert "duration" in result.stderr
+
+
+def test_shoal_serve_collects_on_its_schedule(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    def runs() -> int:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("shoal_gc_runs_total "):
+                    return int(float(line.split()[1]))
+        return 0
+
+    with running([*SHOAL, "serve", "--data", str(tmp_path / "data"), "--listen",
+                  f"127.0.0.1:{port}", "--gc-interval", "0.2s"], tmp_path / "serve.log") as proc:
+        wait_until(lambda: runs() >= 2, "two scheduled collections", proc)
