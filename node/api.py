@@ -79,7 +79,9 @@ class UploadInfo:
 class ChunkAPI(Protocol):
     """The narrow view a chunk writer or a peer needs."""
 
-    async def has_chunks(self, ids: Sequence[bytes]) -> list[bool]: ...
+    async def has_chunks(self, ids: Sequence[bytes]) -> list[bool]:
+        """Which chunks are stored. One reported present stays for at least the garbage
+        collection grace period, time for the caller to reference it instead of sending it."""
 
     async def put_chunks(self, batches: AsyncIterable[Sequence[StoredChunk]]) -> PutResult:
         """Store chunks, verifying each id; durable and visible once this returns."""

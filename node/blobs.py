@@ -9,6 +9,7 @@ import lmdb
 from node.api import BlobInfo
 from node.digests import validate_digest
 from node.errors import InvalidArgument, NotFound
+from node.gc import reachability
 from node.index import Index, fetch
 from node.recipe import Recipe
 
@@ -66,6 +67,7 @@ class BlobStore:
         """Commit inside the caller's transaction. With `refs_held`, the caller already
         holds one reference per recipe entry (an upload session's) and hands them over:
         to the new blob, or dropped when the blob already exists."""
+        reachability.referenced(self._index, txn, [digest])
         existing = fetch(txn, digest.encode(), self._blobs)
         if existing is not None:
             if refs_held:

@@ -7,6 +7,13 @@ unreferenced bytes in a pack, never an index entry pointing at nothing.
 Every read verifies the stored bytes against a 64-bit XXH3 checksum kept in the index
 (see codec.checksum for why not SHA-256 here); a mismatch is recorded in the `corrupt`
 table, logged, and raised as DataLoss, so wrong bytes are never returned.
+
+Reference counts feed garbage collection: a chunk whose count reaches zero is stamped in
+the `unreferenced` table with the moment it did, and the stamp goes when it is referenced
+again. A chunk found present by `has` while stamped is revived (its stamp removed) in a
+write transaction, so the caller, which will not send those bytes, has the whole grace
+period to reference it; the sweep (node/gc/chunks.py) re-checks all this inside its own
+write transaction, and LMDB runs one writer at a time.
 """
 
 from __future__ import annotations
@@ -16,22 +23,24 @@ import logging
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import lmdb
 
 from node.api import Codec, PutResult, StoredChunk
+from node.clock import STAMP, Clock, wall_ms
 from node.codec import MAX_RAW_LENGTH, checksum, decode, decode_stored
 from node.errors import DataLoss, InvalidArgument, NotFound
 from node.index import Index, fetch
-from node.packs import Packs
+from node.packs import PackHold, Packs
 from node.recipe import ChunkSlice, Recipe
 
 log = logging.getLogger(__name__)
 
 # pack, offset, stored length, raw length, codec, refs, checksum of the stored bytes
 _ENTRY = struct.Struct(">IQIIBIQ")
+_PACK = struct.Struct(">I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,14 @@ class ChunkEntry:
     def unpack(cls, raw: bytes) -> ChunkEntry:
         return cls(*_ENTRY.unpack(raw))
 
+    def moved(self, pack: int, offset: int) -> ChunkEntry:
+        return ChunkEntry(pack, offset, self.stored_length, self.raw_length, self.codec,
+                          self.refs, self.check)
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.stored_length
+
 
 def _follows(previous: ChunkEntry, entry: ChunkEntry) -> bool:
     return (entry.pack == previous.pack
@@ -71,6 +88,8 @@ class PutBatch:
         self._pending: dict[bytes, ChunkEntry] = {}
         self._seen = 0
         self._stored_bytes = 0
+        self._hold = PackHold()
+        self._closed = False
 
     def write(self, chunks: Sequence[StoredChunk]) -> None:
         """Verify and append `chunks`. InvalidArgument for a chunk whose bytes do not match
@@ -95,7 +114,9 @@ class PutBatch:
                     raise InvalidArgument(f"rejected: {exc}") from None
             fresh[chunk.id] = chunk
         todo = list(fresh.values())
-        locations = store.packs.append([c.data for c in todo], sync=False)
+        locations = store.packs.append([c.data for c in todo], sync=False, hold=self._hold)
+        if self._closed:  # abandoned while this write ran in its thread
+            store.packs.release(self._hold)
         for chunk, (pack, offset) in zip(todo, locations, strict=True):
             self._pending[chunk.id] = ChunkEntry(pack, offset, len(chunk.data),
                                                  chunk.raw_length, chunk.codec, 0,
@@ -106,33 +127,51 @@ class PutBatch:
         """fsync the packs, then make every written chunk visible in one transaction."""
         store = self._store
         if not self._pending:
+            self.close()
             store.count_put(0, self._seen, 0)
             return PutResult(duplicate=self._seen)
-        store.packs.sync()
-        table = store.index.db("chunks")
+        try:
+            store.packs.sync()
+            table = store.index.db("chunks")
 
-        def run(txn: lmdb.Transaction) -> int:
-            stored = 0
-            for cid, entry in self._pending.items():
-                # A concurrent writer may have stored the same chunk meanwhile: keep its
-                # entry (and reference count); these bytes are then just unreferenced.
-                if txn.put(cid, entry.pack_bytes(), db=table, overwrite=False):
-                    stored += 1
-            return stored
+            def run(txn: lmdb.Transaction) -> int:
+                stored = 0
+                for cid, entry in self._pending.items():
+                    # A concurrent writer may have stored the same chunk meanwhile: keep its
+                    # entry (and reference count), revived if it was waiting to be
+                    # collected; these bytes are then just unreferenced.
+                    if txn.put(cid, entry.pack_bytes(), db=table, overwrite=False):
+                        stored += 1
+                    else:
+                        txn.delete(cid, db=store.unreferenced_db)
+                store.note_ends(txn, self._pending.values())
+                return stored
 
-        stored = store.index.write(run)
+            stored = store.index.write(run)
+        finally:
+            self.close()
         store.count_put(stored, self._seen - stored, self._stored_bytes)
         self._pending.clear()
         return PutResult(stored=stored, duplicate=self._seen - stored,
                          stored_bytes=self._stored_bytes)
 
+    def close(self) -> None:
+        """Release the packs this batch wrote to: committed, or abandoned (its bytes are
+        then dead, and garbage collection may cut them off)."""
+        self._closed = True
+        self._store.packs.release(self._hold)
+
 
 class ChunkStore:
-    def __init__(self, index: Index, packs: Packs, verify_puts: bool = True) -> None:
+    def __init__(self, index: Index, packs: Packs, verify_puts: bool = True,
+                 clock: Clock = wall_ms) -> None:
         self.verify_puts = verify_puts
         self.index = index
         self.packs = packs
+        self.clock = clock
         self._chunks = index.db("chunks")
+        self.unreferenced_db = index.db("unreferenced")
+        self._pack_ends = index.db("pack_ends")
         self._counts_lock = threading.Lock()
         self.chunks_written = 0
         self.chunks_duplicate = 0
@@ -147,10 +186,31 @@ class ChunkStore:
     # -- lookups -------------------------------------------------------------------------
 
     def has(self, ids: Sequence[bytes]) -> list[bool]:
-        def run(txn: lmdb.Transaction) -> list[bool]:
-            return [fetch(txn, i, self._chunks) is not None for i in ids]
+        """Which chunks are stored. A chunk reported present that was waiting to be
+        collected is revived first: the caller will reference it rather than send it."""
+        def run(txn: lmdb.Transaction) -> tuple[list[bool], list[bytes]]:
+            present, stamped = [], []
+            for i in ids:
+                found = fetch(txn, i, self._chunks) is not None
+                present.append(found)
+                if found and fetch(txn, i, self.unreferenced_db) is not None:
+                    stamped.append(i)
+            return present, stamped
 
-        return self.index.read(run)
+        present, stamped = self.index.read(run)
+        if not stamped:
+            return present
+
+        def revive(txn: lmdb.Transaction) -> set[bytes]:
+            gone = set()
+            for i in stamped:
+                txn.delete(i, db=self.unreferenced_db)
+                if fetch(txn, i, self._chunks) is None:
+                    gone.add(i)  # collected since the look-up: the caller must send it
+            return gone
+
+        gone = self.index.write(revive)
+        return [p and i not in gone for i, p in zip(ids, present, strict=True)]
 
     def entries(self, ids: Sequence[bytes]) -> list[ChunkEntry | None]:
         def run(txn: lmdb.Transaction) -> list[ChunkEntry | None]:
@@ -167,11 +227,42 @@ class ChunkStore:
     def put(self, chunks: Sequence[StoredChunk]) -> PutResult:
         """Verify and store `chunks`; durable and visible when this returns."""
         batch = self.begin_put()
-        batch.write(chunks)
-        return batch.commit()
+        try:
+            batch.write(chunks)
+            return batch.commit()
+        finally:
+            batch.close()
 
     def begin_put(self) -> PutBatch:
         return PutBatch(self)
+
+    def note_ends(self, txn: lmdb.Transaction, entries: Iterable[ChunkEntry]) -> None:
+        """Record how far each pack's committed chunks reach, so whatever lies past that
+        (a crash's or an abandoned write's bytes) can be cut off (Packs.trim)."""
+        ends: dict[int, int] = {}
+        for entry in entries:
+            ends[entry.pack] = max(ends.get(entry.pack, 0), entry.end)
+        for pack, end in ends.items():
+            raw = fetch(txn, _PACK.pack(pack), self._pack_ends)
+            if raw is None or STAMP.unpack(raw)[0] < end:
+                txn.put(_PACK.pack(pack), STAMP.pack(end), db=self._pack_ends)
+
+    def pack_ends(self) -> dict[int, int]:
+        def run(txn: lmdb.Transaction) -> dict[int, int]:
+            return {_PACK.unpack(bytes(k))[0]: STAMP.unpack(bytes(v))[0]
+                    for k, v in txn.cursor(db=self._pack_ends)}
+
+        return self.index.read(run)
+
+    def pack_end(self, pack: int) -> int | None:
+        def run(txn: lmdb.Transaction) -> int | None:
+            raw = fetch(txn, _PACK.pack(pack), self._pack_ends)
+            return None if raw is None else int(STAMP.unpack(raw)[0])
+
+        return self.index.read(run)
+
+    def forget_pack(self, txn: lmdb.Transaction, pack: int) -> None:
+        txn.delete(_PACK.pack(pack), db=self._pack_ends)
 
     def add_refs(self, txn: lmdb.Transaction, recipe: Recipe, delta: int) -> None:
         """Adjust the reference counts of a recipe's chunks inside the caller's transaction.
@@ -198,11 +289,19 @@ class ChunkStore:
             txn.put(i, _ENTRY.pack(entry.pack, entry.offset, entry.stored_length,
                                    entry.raw_length, int(entry.codec), refs, entry.check),
                     db=self._chunks)
+            if refs == 0 and entry.refs > 0:
+                txn.put(i, STAMP.pack(self.clock()), db=self.unreferenced_db)
+            elif refs > 0 and entry.refs == 0:
+                txn.delete(i, db=self.unreferenced_db)
 
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, ids: Sequence[bytes]) -> list[StoredChunk]:
         """The chunks as stored, each verified. NotFound or DataLoss for the first bad one."""
+        with self.packs.reading():
+            return self._get(ids)
+
+    def _get(self, ids: Sequence[bytes]) -> list[StoredChunk]:
         entries = self.entries(ids)
         out = []
         for cid, entry in zip(ids, entries, strict=True):
@@ -232,6 +331,10 @@ class ChunkStore:
     def read_raw(self, ids: Sequence[bytes]) -> list[bytes | memoryview]:
         """The decoded bytes of each chunk, verified. Chunks that sit back to back in a
         pack (a blob written in order) are read with one pread."""
+        with self.packs.reading():
+            return self._read_raw(ids)
+
+    def _read_raw(self, ids: Sequence[bytes]) -> list[bytes | memoryview]:
         entries = self.entries(ids)
         out: list[bytes | memoryview] = []
         run: list[tuple[bytes, ChunkEntry]] = []
@@ -250,6 +353,10 @@ class ChunkStore:
         """The bytes of `group`'s slices, in order, verified. When they are raw chunks lying
         back to back in one pack (a blob written in order, stored as it came), the answer
         is a view of a single pread: no copy of its own."""
+        with self.packs.reading():
+            return self._read_slices(group)
+
+    def _read_slices(self, group: Sequence[ChunkSlice]) -> bytes | memoryview:
         ids = [s.chunk_id for s in group]
         entries = self.entries(ids)
         run: list[tuple[bytes, ChunkEntry]] = []
@@ -269,7 +376,7 @@ class ChunkStore:
             if start == 0 and end == len(span) and isinstance(span.obj, bytes):
                 return span.obj  # whole chunks: the pread buffer itself, as bytes
             return span[start:end]
-        raws = self.read_raw(ids)
+        raws = self._read_raw(ids)
         return b"".join(
             raw if (s.start == 0 and s.end == len(raw)) else raw[s.start:s.end]
             for s, raw in zip(group, raws, strict=True))
@@ -282,7 +389,7 @@ class ChunkStore:
                                                last.offset + last.stored_length - first.offset))
         except OSError as exc:
             for cid, entry in run:
-                self._report_corrupt(cid, entry, f"pack unreadable: {exc}")
+                self.report_corrupt(cid, entry, f"pack unreadable: {exc}")
             raise DataLoss(f"pack {first.pack} is unreadable: {exc}") from None
 
     def _read_run(self, run: list[tuple[bytes, ChunkEntry]]) -> list[bytes | memoryview]:
@@ -300,7 +407,7 @@ class ChunkStore:
         try:
             data = self.packs.read(entry.pack, entry.offset, entry.stored_length)
         except OSError as exc:
-            self._report_corrupt(cid, entry, f"pack unreadable: {exc}")
+            self.report_corrupt(cid, entry, f"pack unreadable: {exc}")
             raise DataLoss(f"pack {entry.pack} is unreadable: {exc}") from None
         return StoredChunk(cid, entry.codec, entry.raw_length, data)
 
@@ -312,7 +419,7 @@ class ChunkStore:
         elif checksum(chunk.data) != entry.check:
             why = "does not match the checksum of its stored bytes"
         if why is not None:
-            self._report_corrupt(chunk.id, entry, why)
+            self.report_corrupt(chunk.id, entry, why)
             raise DataLoss(f"chunk {chunk.id.hex()} {why}")
 
     def _verify(self, chunk: StoredChunk, entry: ChunkEntry) -> bytes | memoryview:
@@ -321,7 +428,7 @@ class ChunkStore:
         try:
             return decode_stored(chunk)
         except DataLoss as exc:
-            self._report_corrupt(chunk.id, entry, str(exc))
+            self.report_corrupt(chunk.id, entry, str(exc))
             raise
 
     # -- scrub and repair ------------------------------------------------------------------
@@ -359,7 +466,7 @@ class ChunkStore:
                 self._check_stored(chunk, entry)
                 decode(chunk)
             except DataLoss as exc:
-                self._report_corrupt(cid, entry, str(exc))
+                self.report_corrupt(cid, entry, str(exc))
                 bad.append(cid)
         return bad, read
 
@@ -369,21 +476,28 @@ class ChunkStore:
         and nothing replaced, when a copy is no better."""
         for chunk in chunks:
             decode(chunk)
-        locations = self.packs.append([c.data for c in chunks], sync=True)
+        hold = PackHold()
+        try:
+            locations = self.packs.append([c.data for c in chunks], sync=True, hold=hold)
 
-        def run(txn: lmdb.Transaction) -> None:
-            for chunk, (pack, offset) in zip(chunks, locations, strict=True):
-                old = fetch(txn, chunk.id, self._chunks)
-                refs = ChunkEntry.unpack(old).refs if old is not None else 0
-                entry = ChunkEntry(pack, offset, len(chunk.data), chunk.raw_length,
-                                   chunk.codec, refs, checksum(chunk.data))
-                txn.put(chunk.id, entry.pack_bytes(), db=self._chunks)
-                txn.delete(chunk.id, db=self.index.db("corrupt"))
+            def run(txn: lmdb.Transaction) -> None:
+                written = []
+                for chunk, (pack, offset) in zip(chunks, locations, strict=True):
+                    old = fetch(txn, chunk.id, self._chunks)
+                    refs = ChunkEntry.unpack(old).refs if old is not None else 0
+                    entry = ChunkEntry(pack, offset, len(chunk.data), chunk.raw_length,
+                                       chunk.codec, refs, checksum(chunk.data))
+                    txn.put(chunk.id, entry.pack_bytes(), db=self._chunks)
+                    txn.delete(chunk.id, db=self.index.db("corrupt"))
+                    written.append(entry)
+                self.note_ends(txn, written)
 
-        self.index.write(run)
+            self.index.write(run)
+        finally:
+            self.packs.release(hold)
         log.info("%d corrupt chunks replaced by copies from other members", len(chunks))
 
-    def _report_corrupt(self, cid: bytes, entry: ChunkEntry, why: str) -> None:
+    def report_corrupt(self, cid: bytes, entry: ChunkEntry, why: str) -> None:
         log.error("corrupt chunk %s in pack %d at %d: %s", cid.hex(), entry.pack,
                   entry.offset, why)
         record = json.dumps({"pack": entry.pack, "offset": entry.offset, "why": why,

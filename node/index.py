@@ -15,15 +15,18 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from node.errors import InvalidArgument
+from node.errors import InvalidArgument, ResourceExhausted
 
 T = TypeVar("T")
 
 TABLES = (
     "meta",            # b"format" -> FORMAT
     "chunks",          # chunk id -> ChunkEntry
+    "unreferenced",    # chunk id -> ms (8 bytes) since when its reference count is zero
+    "pack_ends",       # pack number (4 bytes) -> end of its last committed chunk (8 bytes)
     "corrupt",         # chunk id -> when and where verification failed
     "blobs",           # digest -> packed recipe
+    "unreferenced_blobs",  # digest -> ms (8 bytes) since when nothing refers to the blob
     "repositories",    # name -> b""
     "repo_blobs",      # name \0 digest -> b""
     "manifests",       # digest -> content
@@ -103,6 +106,10 @@ class Index:
                 self._grow()
             except lmdb.BadValsizeError:
                 raise InvalidArgument("a name or reference is too long to store") from None
+            except lmdb.DiskError as exc:
+                # The commit could not be written: nothing of it is visible, and the
+                # caller (another member, a gateway) should go elsewhere.
+                raise ResourceExhausted(f"disk is full: the index cannot grow ({exc})") from None
 
     def _grow(self) -> None:
         with self._gate:

@@ -1,10 +1,13 @@
-"""Background upkeep a node runs while it serves: for now, expiring abandoned uploads."""
+"""Background upkeep a node runs while it serves: expiring abandoned uploads, and
+collecting garbage on a schedule."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from node.gc.collector import GarbageCollector
+from node.gc.pacing import Stopped
 from node.local import LocalNode
 
 log = logging.getLogger(__name__)
@@ -27,3 +30,17 @@ async def expire_uploads_forever(node: LocalNode, idle_seconds: float = UPLOAD_I
         except Exception:
             log.exception("upload expiry sweep failed")
         await asyncio.sleep(every)
+
+
+async def collect_garbage_forever(gc: GarbageCollector, every: float) -> None:
+    """Run a garbage collection every `every` seconds (the first one an interval after
+    start, so a restart is not slowed), until cancelled. A failed run is logged and the
+    next one tried on time."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await gc.collect()
+        except Stopped:
+            return
+        except Exception:
+            log.exception("garbage collection failed")

@@ -7,6 +7,8 @@ bounded read-ahead, so neither a large blob nor a slow client holds more than a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +26,11 @@ from node.api import (
 )
 from node.blobs import BlobStore, ChunkRefs, DetachedRefs
 from node.chunkstore import ChunkStore
+from node.clock import Clock, wall_ms
+from node.errors import ResourceExhausted
 from node.hlc import HybridClock
 from node.index import Index
-from node.packs import Packs
+from node.packs import PACK_LIMIT, Packs
 from node.recipe import ChunkSlice, Recipe
 from node.registry import Registry
 from node.threadstream import stream_in_thread
@@ -38,6 +42,7 @@ READ_PIECE = 1 << 20        # bytes handed to the caller per piece
 READ_AHEAD = 2              # pieces prepared ahead of the consumer
 PUT_GROUP = 4 << 20         # chunk bytes handed to the writing thread at once
 GET_BATCH = 1 << 20
+DISK_RESERVE = 256 << 20    # at most; 5 % of the file system when that is less
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +70,15 @@ class LocalNode:
     the checksum taken when they were written (node/codec.py says why not SHA-256).
     """
 
-    def __init__(self, data_dir: Path, verify_puts: bool = False, member: bool = False
-                 ) -> None:
+    def __init__(self, data_dir: Path, verify_puts: bool = False, member: bool = False,
+                 clock: Clock = wall_ms, pack_limit: int = PACK_LIMIT) -> None:
         self.data_dir = data_dir
+        self.clock = clock
         self.index = Index(data_dir / "index")
-        self.packs = Packs(data_dir / "packs")
-        self.chunks = ChunkStore(self.index, self.packs, verify_puts=verify_puts)
+        self.packs = Packs(data_dir / "packs", pack_limit)
+        self.chunks = ChunkStore(self.index, self.packs, verify_puts=verify_puts, clock=clock)
         # A cluster member keeps recipes whose chunks live on other nodes (node/blobs.py).
+        self.member = member
         refs: ChunkRefs = DetachedRefs() if member else self.chunks
         self.blobs = BlobStore(self.index, refs)
         self.registry = Registry(self.index, self.blobs, HybridClock())
@@ -82,9 +89,9 @@ class LocalNode:
         self.registry.link_in(txn, repository, digest, info, self.registry.clock.now())
 
     @classmethod
-    async def open(cls, data_dir: Path, verify_puts: bool = False, member: bool = False
-                   ) -> LocalNode:
-        return await asyncio.to_thread(cls, data_dir, verify_puts, member)
+    async def open(cls, data_dir: Path, verify_puts: bool = False, member: bool = False,
+                   clock: Clock = wall_ms, pack_limit: int = PACK_LIMIT) -> LocalNode:
+        return await asyncio.to_thread(cls, data_dir, verify_puts, member, clock, pack_limit)
 
     async def close(self) -> None:
         def shut() -> None:
@@ -100,7 +107,8 @@ class LocalNode:
                     for name in ("chunks", "blobs", "uploads", "corrupt")}
 
         counts = self.index.read(entries)
-        packs = sum(p.stat().st_size for p in (self.data_dir / "packs").glob("pack-*.dat"))
+        # Packs.size tolerates a pack that garbage collection deletes meanwhile.
+        packs = sum(self.packs.size(n) for n in self.packs.numbers())
         return NodeStats(
             chunks_written=self.chunks.chunks_written,
             chunks_duplicate=self.chunks.chunks_duplicate,
@@ -125,7 +133,19 @@ class LocalNode:
         entries = await self._run(self.chunks.entries, ids)
         return [None if e is None else e.raw_length for e in entries]
 
+    def _check_room(self) -> None:
+        """ResourceExhausted when the data folder's file system is nearly full. New chunks
+        and new upload sessions stop while room remains for the index to commit what is
+        in flight (an append, a link, a recipe): a full disk then refuses cleanly instead
+        of failing commits half way through a push, and a cluster writes elsewhere."""
+        usage = shutil.disk_usage(self.data_dir)
+        reserve = min(DISK_RESERVE, usage.total // 20)
+        if usage.free < reserve:
+            raise ResourceExhausted(f"disk is full: {usage.free} bytes free, "
+                                    f"{reserve} kept in reserve")
+
     async def put_chunks(self, batches: AsyncIterable[Sequence[StoredChunk]]) -> PutResult:
+        await self._run(self._check_room)
         put = self.chunks.begin_put()
         writing: asyncio.Task[None] | None = None
         group: list[StoredChunk] = []
@@ -149,6 +169,10 @@ class LocalNode:
         finally:
             if writing is not None:
                 writing.cancel()
+                # The write may still be running in its thread: release once it is done.
+                with contextlib.suppress(BaseException):
+                    await writing
+            put.close()
 
     async def get_chunks(self, ids: Sequence[bytes], skip_missing: bool = False
                          ) -> AsyncIterator[StoredChunk]:
@@ -247,6 +271,7 @@ class LocalNode:
 
     async def create_upload(self, repository: str, owner: str = "", upload_id: str = ""
                             ) -> UploadInfo:
+        await self._run(self._check_room)
         return await self._run(self.uploads.create, repository, owner, upload_id)
 
     async def get_upload(self, repository: str, upload_id: str) -> UploadInfo | None:

@@ -1,5 +1,5 @@
 """Prometheus metrics of a storage node, read from the node when scraped: what it stores,
-how much dedup saves, and the state of its index."""
+how much dedup saves, the state of its index, and what garbage collection reclaimed."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from node.gc.collector import GarbageCollector
 from node.local import LocalNode
 
 
 class NodeCollector(Collector):
-    def __init__(self, node: LocalNode) -> None:
+    def __init__(self, node: LocalNode, gc: GarbageCollector | None = None) -> None:
         self._node = node
+        self._gc = gc
 
     def collect(self) -> Iterator[Metric]:
         node = self._node
@@ -44,3 +46,24 @@ class NodeCollector(Collector):
         }
         for name, (text, level) in gauges.items():
             yield GaugeMetricFamily(name, text, value=level)
+        if self._gc is not None:
+            yield from _gc_metrics(self._gc)
+
+
+def _gc_metrics(gc: GarbageCollector) -> Iterator[Metric]:
+    t = gc.totals
+    counters = {
+        "shoal_gc_runs": ("Garbage collections run (dry runs not counted)", t.runs),
+        "shoal_gc_failures": ("Garbage collections that failed", t.failures),
+        "shoal_gc_blobs_deleted": ("Blobs deleted after their grace period", t.blobs_deleted),
+        "shoal_gc_chunks_reclaimed": ("Chunks removed from the index", t.chunks_deleted),
+        "shoal_gc_chunk_bytes_reclaimed": ("Stored bytes of the chunks removed",
+                                           t.chunk_bytes),
+        "shoal_gc_disk_bytes_reclaimed": ("Pack file bytes given back to the file system",
+                                          t.disk_bytes_reclaimed),
+        "shoal_gc_packs_compacted": ("Pack files rewritten or removed", t.packs_compacted),
+    }
+    for name, (text, value) in counters.items():
+        yield CounterMetricFamily(name, text, value=value)
+    yield GaugeMetricFamily("shoal_gc_last_run_seconds",
+                            "Duration of the last garbage collection", value=t.last_seconds)

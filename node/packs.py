@@ -4,16 +4,28 @@ Small chunks in a file each would cost an inode, an open and an fsync apiece. In
 chunks are appended to large append-only pack files; the index keeps (pack, offset,
 length). A blob's chunks written in order sit together, so a pull reads long contiguous
 ranges. Bytes are fsynced before the index may point at them (see ChunkStore.put).
+
+Garbage collection retires packs it has emptied (node/gc/compaction.py). Two things keep
+that safe while the node serves: a writer whose appends are not yet in the index holds
+the packs it wrote to (`PackHold`), so no pack it may still point into is ever judged
+empty; and every read registers in the current epoch for the span from its index lookup
+to its last pread, so a retired pack is deleted only once no read that may have looked up
+an old location is still running (epoch-based reclamation).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from node.errors import ResourceExhausted
+
+log = logging.getLogger(__name__)
 
 PACK_LIMIT = 256 << 20
 IOV_BATCH = 512  # below IOV_MAX (1024 on Linux)
@@ -21,6 +33,13 @@ IOV_BATCH = 512  # below IOV_MAX (1024 on Linux)
 
 def _pack_name(number: int) -> str:
     return f"pack-{number:08d}.dat"
+
+
+class PackHold:
+    """The packs one writer has appended to and not yet committed to the index."""
+
+    def __init__(self) -> None:
+        self.numbers: set[int] = set()
 
 
 class Packs:
@@ -35,6 +54,11 @@ class Packs:
         self._write_lock = threading.Lock()
         self._read_fds: dict[int, int] = {}
         self._fd_lock = threading.Lock()
+        self._holds: Counter[int] = Counter()  # pack -> writers holding it (under _write_lock)
+        self._epoch_lock = threading.Lock()
+        self._epoch = 0
+        self._readers: Counter[int] = Counter()  # epoch -> reads in flight
+        self._retired: list[tuple[int, int]] = []  # (pack, epoch when retired)
         self._fd = self._open_current()
         # A crash may leave unindexed bytes at the end of a pack; they are never referred
         # to, so appending after them is safe and nothing needs truncating.
@@ -47,29 +71,46 @@ class Packs:
         if created:
             # The new name must be durable too, or a power loss could drop a whole pack
             # whose chunks the index already refers to.
-            folder = os.open(self._folder, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+            self._sync_folder()
         return fd
 
     def path(self, number: int) -> Path:
         return self._folder / _pack_name(number)
 
-    def append(self, payloads: Sequence[bytes | memoryview], sync: bool = True
-               ) -> list[tuple[int, int]]:
+    @property
+    def current(self) -> int:
+        return self._current
+
+    def numbers(self) -> list[int]:
+        """Every pack on disk, in order."""
+        return sorted(int(p.name[5:13]) for p in self._folder.glob("pack-*.dat"))
+
+    def size(self, number: int) -> int:
+        try:
+            return self.path(number).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _roll(self) -> None:
+        os.fdatasync(self._fd)  # unsynced appends to the old pack must not be lost
+        os.close(self._fd)
+        self._current += 1
+        self._fd = self._open_current()
+        self._size = 0
+
+    def append(self, payloads: Sequence[bytes | memoryview], sync: bool = True,
+               hold: PackHold | None = None) -> list[tuple[int, int]]:
         """Append `payloads`, fsynced unless `sync` is False (then `sync()` must run before
-        anything refers to them); returns (pack, offset) of each, in order."""
+        anything refers to them); returns (pack, offset) of each, in order. With `hold`,
+        the pack written to stays held until `release(hold)`."""
         if not payloads:
             return []
         with self._write_lock:
             if self._size >= self._limit:
-                os.fdatasync(self._fd)  # unsynced appends to the old pack must not be lost
-                os.close(self._fd)
-                self._current += 1
-                self._fd = self._open_current()
-                self._size = 0
+                self._roll()
+            if hold is not None and self._current not in hold.numbers:
+                hold.numbers.add(self._current)
+                self._holds[self._current] += 1
             locations = []
             offset = self._size
             for payload in payloads:
@@ -88,6 +129,113 @@ class Packs:
                 raise ResourceExhausted(f"cannot write chunk data: {exc}") from exc
             self._size = offset
             return locations
+
+    def release(self, hold: PackHold) -> None:
+        """The writer's appends are now in the index, or abandoned."""
+        with self._write_lock:
+            for number in hold.numbers:
+                self._holds[number] -= 1
+                if self._holds[number] <= 0:
+                    del self._holds[number]
+            hold.numbers.clear()
+
+    def settled(self, number: int) -> bool:
+        """No writer holds `number` and it is not the pack being appended to: every index
+        entry that will ever point into it is committed already."""
+        with self._write_lock:
+            return number != self._current and not self._holds[number]
+
+    def seal_current(self) -> bool:
+        """Start a new pack, so the current one can be compacted; refused (False) while a
+        writer holds it or when it is empty."""
+        with self._write_lock:
+            if self._holds[self._current] or self._size == 0:
+                return False
+            self._roll()
+            return True
+
+    def trim(self, number: int, committed_end: Callable[[int], int | None]) -> int:
+        """Cut pack `number` back to the end of its last committed chunk when no writer
+        holds it: what lies past that is what a crash or an abandoned write left. The end
+        is read under the write lock, once no append can be pending, so a write committed
+        a moment ago is never cut. Returns the bytes cut."""
+        with self._write_lock:
+            if self._holds[number]:
+                return 0
+            end = committed_end(number)
+            if end is None:
+                return 0  # written before ends were recorded: nothing to go by
+            if number == self._current:
+                if self._size <= end:
+                    return 0
+                cut = self._size - end
+                os.ftruncate(self._fd, end)
+                os.fdatasync(self._fd)
+                self._size = end
+                return cut
+            size = self.size(number)
+            if size <= end:
+                return 0
+            fd = os.open(self.path(number), os.O_WRONLY)
+            try:
+                os.ftruncate(fd, end)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            return size - end
+
+    # -- reads against retirement ----------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Wrap an index lookup and the preads that follow it: a pack retired meanwhile
+        outlives this block."""
+        with self._epoch_lock:
+            epoch = self._epoch
+            self._readers[epoch] += 1
+        try:
+            yield
+        finally:
+            with self._epoch_lock:
+                self._readers[epoch] -= 1
+                if not self._readers[epoch]:
+                    del self._readers[epoch]
+
+    def retire(self, number: int) -> None:
+        """No index entry points into `number` any more; delete it once the reads that may
+        have looked up a location in it before now are done (see `reclaim`)."""
+        with self._epoch_lock:
+            self._retired.append((number, self._epoch))
+            self._epoch += 1
+
+    def reclaim(self) -> list[int]:
+        """Delete the retired packs no read can still be using; returns their numbers."""
+        with self._epoch_lock:
+            oldest = min(self._readers, default=self._epoch)
+            ready = [n for n, e in self._retired if e < oldest]
+            self._retired = [(n, e) for n, e in self._retired if e >= oldest]
+        for number in ready:
+            with self._fd_lock:
+                fd = self._read_fds.pop(number, None)
+            if fd is not None:
+                os.close(fd)
+            with suppress(FileNotFoundError):
+                self.path(number).unlink()
+        if ready:
+            self._sync_folder()
+            log.info("deleted packs %s", ", ".join(map(str, ready)))
+        return ready
+
+    def retired(self) -> int:
+        with self._epoch_lock:
+            return len(self._retired)
+
+    def _sync_folder(self) -> None:
+        folder = os.open(self._folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     def sync(self) -> None:
         """Make every append so far durable."""

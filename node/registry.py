@@ -20,9 +20,11 @@ from node.api import BlobInfo, Descriptor, ManifestRecord
 from node.blobs import BlobStore
 from node.digests import validate_digest
 from node.errors import FailedPrecondition, InvalidArgument
+from node.gc import reachability
 from node.hlc import HybridClock
 from node.index import Index, fetch, key
 from node.names import validate_repository, validate_tag
+from node.recipe import Recipe
 
 MAX_LIST = 10_000
 _LINK = struct.Struct(">QI")  # a linked blob's size and chunk count
@@ -79,12 +81,23 @@ class Registry:
         cluster a blob lives on its own owners, not on its repository's)."""
         validate_repository(repository)
         validate_digest(digest)
-        info = known if known is not None else self._blobs.stat(digest)
-        if info is None:
-            return None
         at = self._stamp(stamp)
-        self._index.write(lambda txn: self.link_in(txn, repository, digest, info, at))
-        return info
+
+        def run(txn: lmdb.Transaction) -> BlobInfo | None:
+            info = known
+            if info is None:
+                # Checked in the same transaction as the link, so garbage collection cannot
+                # delete the blob in between and leave a link to nothing.
+                packed = fetch(txn, digest.encode(), self._db("blobs"))
+                if packed is None:
+                    return None
+                recipe = Recipe.unpack(packed)
+                info = BlobInfo(digest, recipe.size, len(recipe))
+            self.link_in(txn, repository, digest, info, at)
+            reachability.referenced(self._index, txn, [digest])
+            return info
+
+        return self._index.write(run)
 
     def stat_repository_blob(self, repository: str, digest: str) -> BlobInfo | None:
         linked = self._index.read(
@@ -131,6 +144,7 @@ class Registry:
                         and lww.get(txn, self._db("repo_manifests"),
                                     key(repository, ref)) is None):
                     raise FailedPrecondition(f"{ref} is not in repository {repository}")
+            reachability.referenced(self._index, txn, references)
             txn.put(repository.encode(), b"", db=self._db("repositories"))
             txn.put(manifest.digest.encode(), manifest.content, db=self._db("manifests"))
             lww.put(txn, self._db("repo_manifests"), key(repository, manifest.digest),

@@ -20,7 +20,8 @@ from node.cluster.config import ClusterConfig
 from node.cluster.membership import Membership
 from node.cluster.repair import Repairer
 from node.cluster.service import ClusterService, add_to
-from node.janitor import UPLOAD_IDLE_SECONDS, expire_uploads_forever
+from node.gc.collector import INTERVAL_SECONDS, GarbageCollector, GcConfig
+from node.janitor import UPLOAD_IDLE_SECONDS, collect_garbage_forever, expire_uploads_forever
 from node.local import LocalNode
 from node.metrics import NodeCollector
 from node.rpc.server import start_server
@@ -43,8 +44,15 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
                      ready: Callable[[int], None] | None = None,
                      upload_idle: float = UPLOAD_IDLE_SECONDS,
                      metrics_listen: tuple[str, int] | None = None,
-                     tls: TlsFiles | None = None, member: MemberRole | None = None) -> None:
-    """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds."""
+                     tls: TlsFiles | None = None, member: MemberRole | None = None,
+                     gc_config: GcConfig | None = None,
+                     gc_interval: float = INTERVAL_SECONDS) -> None:
+    """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds.
+
+    A node alone collects garbage every `gc_interval` seconds (never when 0) and on demand.
+    A cluster member does not: its recipes refer to chunks on other members and its chunks
+    are referred to by recipes elsewhere, so only a mark over every member's recipes can
+    tell garbage (docs/cluster.md), and a local sweep would delete live data."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -55,13 +63,17 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
                 if member is not None and members is not None else None)
     service = ClusterService(node, member.member_id if member else "node", members, repairer)
 
-    def add_cluster(server: grpc.aio.Server) -> None:
+    def add_cluster(server: grpc.aio.Server) -> str:
         add_to(server, service)
+        return "shoal.v1.Cluster"
 
-    server, port = await start_server(node, listen, tls, [add_cluster])
+    gc = GarbageCollector(node, gc_config) if member is None else None
+    server, port = await start_server(node, listen, tls, gc, [add_cluster])
     log.info("node serving %s on port %d%s", data_dir, port,
              f" as cluster member {member.member_id}" if member else "")
     tasks = [asyncio.create_task(expire_uploads_forever(node, upload_idle))]
+    if gc is not None and gc_interval > 0:
+        tasks.append(asyncio.create_task(collect_garbage_forever(gc, gc_interval)))
     if member is not None and members is not None and repairer is not None:
         await members.start()
         tasks.append(asyncio.create_task(repairer.run_forever(member.repair_interval)))
@@ -69,7 +81,7 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
             repairer.scrub_forever(member.scrub_interval, member.scrub_rate)))
     if metrics_listen is not None:
         registry = CollectorRegistry()
-        registry.register(NodeCollector(node))
+        registry.register(NodeCollector(node, gc))
         # prometheus-client's own server runs in a thread of its own, off the event loop.
         start_http_server(metrics_listen[1], metrics_listen[0], registry=registry)
         log.info("node metrics on http://%s:%d/metrics", *metrics_listen)
@@ -77,9 +89,15 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
         ready(port)
     await stop.wait()
     log.info("node stopping: draining calls for up to %.0f s", grace)
+    if gc is not None:
+        gc.stop()
     for task in tasks:
         task.cancel()
     await server.stop(grace)
     if members is not None:
         await members.close()
+    if gc is not None:
+        # A collection runs in a thread that cancelling does not stop: it ends at its next
+        # pause, and must have before the index closes under it.
+        await asyncio.to_thread(gc.wait_idle)
     await node.close()

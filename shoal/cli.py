@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.auth.guard import Guard
     from node.api import NodeAPI
     from node.cluster.config import ClusterConfig
+    from node.gc.collector import GcConfig
     from node.rpc.tls import TlsFiles
 
 DEFAULT_DATA = Path("shoal-data")
@@ -31,6 +32,44 @@ def _host_port(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(value: str) -> float:
+    """Seconds from "90", "90s", "15m", "1h" or "2d"."""
+    text = value.strip().lower()
+    scale = _UNITS.get(text[-1:])
+    number = text[:-1] if scale is not None else text
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 90s, 15m or 1h, got {value!r}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"a duration cannot be {value!r}")
+    return seconds
+
+
+def _gc_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--gc-interval", type=_duration, default="1h", metavar="DURATION",
+                         help="collect garbage this often, e.g. 30m (default: 1h; 0: only "
+                              "on demand, with `shoal gc`)")
+    command.add_argument("--gc-grace", type=_duration, default="1h", metavar="DURATION",
+                         help="how long a blob or chunk must have been unreferenced before "
+                              "it is deleted (default: 1h); protects pushes in progress")
+    command.add_argument("--gc-compact-below", type=float, default=0.5, metavar="FRACTION",
+                         help="rewrite pack files whose live share fell below this "
+                              "(default: 0.5)")
+
+
+def _gc_config(args: argparse.Namespace) -> GcConfig:
+    from node.gc.collector import GcConfig
+
+    if not 0 <= args.gc_compact_below <= 1:
+        raise SystemExit("shoal: --gc-compact-below is a fraction between 0 and 1")
+    return GcConfig(grace_ms=int(args.gc_grace * 1000), compact_below=args.gc_compact_below)
 
 
 def _upload_idle(command: argparse.ArgumentParser) -> None:
@@ -88,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN, metavar="HOST:PORT",
                        help=f"HTTP address of the registry (default: {DEFAULT_LISTEN})")
     _upload_idle(serve)
+    _gc_options(serve)
     _auth(serve)
     _https_options(serve)
 
@@ -122,6 +162,29 @@ def _parser() -> argparse.ArgumentParser:
                       help="the cluster CA: with the two above, only clients holding a "
                            "certificate it signed may connect (mutual TLS)")
     _upload_idle(node)
+    _gc_options(node)
+
+    gc = commands.add_parser(
+        "gc", help="collect garbage on a running registry or node now",
+        description="Ask a running `shoal serve` (through the admin socket in its data "
+                    "folder) or `shoal node` (over gRPC) to collect garbage now, and show "
+                    "what went: blobs nothing referred to for the grace period, the chunks "
+                    "they leave unused, and pack files rewritten to give the space back.")
+    where = gc.add_mutually_exclusive_group()
+    where.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
+                       help=f"data folder of a running `shoal serve` (default: ./{DEFAULT_DATA})")
+    where.add_argument("--node", metavar="HOST:PORT", help="gRPC address of a `shoal node`")
+    gc.add_argument("--dry-run", action="store_true",
+                    help="only report what would go; change nothing")
+    gc.add_argument("--json", action="store_true", help="print the report as JSON")
+    gc.add_argument("-v", "--verbose", action="store_true",
+                    help="also list the digests of the blobs deleted")
+    gc.add_argument("--timeout", type=_duration, default="1h", metavar="DURATION",
+                    help="give up waiting after this long (default: 1h)")
+    gc.add_argument("--node-cert", type=Path, metavar="PEM",
+                    help="a client certificate, for a node that requires mutual TLS")
+    gc.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
+    gc.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
 
     gateway = commands.add_parser(
         "gateway", help="run an OCI gateway in front of a storage node",
@@ -176,22 +239,43 @@ async def _until_signalled() -> None:
 async def _serve(args: argparse.Namespace) -> None:
     from gateway.metrics import GatewayMetrics
     from gateway.server import run_gateway
-    from node.janitor import expire_uploads_forever
+    from node.gc.collector import GarbageCollector
+    from node.janitor import collect_garbage_forever, expire_uploads_forever
     from node.local import LocalNode
     from node.metrics import NodeCollector
+    from node.rpc.admin import serve_admin_socket
 
     guard = _guard(args.auth, args.data)
     ssl_context = _https(args.tls_cert, args.tls_key)
+    gc_config = _gc_config(args)
     node = await LocalNode.open(args.data)
+    gc = GarbageCollector(node, gc_config)
     metrics = GatewayMetrics()
-    metrics.registry.register(NodeCollector(node))
-    janitor = asyncio.create_task(expire_uploads_forever(node, args.upload_idle_hours * 3600))
+    metrics.registry.register(NodeCollector(node, gc))
+    janitors = [asyncio.create_task(
+        expire_uploads_forever(node, args.upload_idle_hours * 3600))]
+    if args.gc_interval > 0:
+        janitors.append(asyncio.create_task(collect_garbage_forever(gc, args.gc_interval)))
+    try:
+        admin = await serve_admin_socket(gc, args.data)
+    except (OSError, RuntimeError) as exc:
+        # A data folder whose path is too long for a unix socket must not stop the
+        # registry; only `shoal gc --data` is lost, and the schedule still runs.
+        logging.getLogger(__name__).warning("no admin socket in %s: %s", args.data, exc)
+        admin = None
     try:
         host, port = args.listen
         await run_gateway(node, host, port, _until_signalled(), metrics=metrics,
                           guard=guard, ssl_context=ssl_context)
     finally:
-        janitor.cancel()
+        gc.stop()
+        for janitor in janitors:
+            janitor.cancel()
+        if admin is not None:
+            await admin.stop(5.0)
+        # A collection runs in a thread that cancelling does not stop: it ends at its
+        # next pause, and must have before the index closes under it.
+        await asyncio.to_thread(gc.wait_idle)
         await node.close()
 
 
@@ -223,7 +307,8 @@ async def _node(args: argparse.Namespace) -> None:
                             args.repair_rate * 1e6, args.scrub_interval, args.scrub_rate * 1e6)
     await serve_node(args.data, listen, ready=ready,
                      upload_idle=args.upload_idle_hours * 3600,
-                     metrics_listen=args.metrics_listen, tls=tls, member=member)
+                     metrics_listen=args.metrics_listen, tls=tls, member=member,
+                     gc_config=_gc_config(args), gc_interval=args.gc_interval)
 
 
 def _cluster_config(path: Path) -> ClusterConfig:
@@ -233,6 +318,19 @@ def _cluster_config(path: Path) -> ClusterConfig:
         return load(path)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"shoal: cannot use {path}: {exc}") from None
+
+
+async def _gc(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from shoal import gcreport
+
+    tls = _mtls(args.node_cert, args.node_key, args.node_ca, "--node")
+    report = await gcreport.run(args.data, args.node, args.dry_run, args.timeout, tls)
+    if args.json:
+        print(gcreport.as_json(report))
+    else:
+        gcreport.render(report, Console(), args.verbose)
 
 
 async def _gateway(args: argparse.Namespace) -> None:
@@ -313,4 +411,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(args.nodes, args.replicas, args.write_quorum, args.data, args.listen,
                    args.base_port, args.repair_interval)
+    elif args.command == "gc":
+        uvloop.run(_gc(args))
     return 0

@@ -290,32 +290,50 @@ class ClusterNode:
 
     # -- uploads ------------------------------------------------------------------------------
 
-    def _session_peer(self, upload_id: str) -> Peer:
-        order = self.members.write_order(placement.UPLOAD, upload_id)
-        if not order:
-            raise Unavailable("no member is up")
-        return order[0]
-
     async def create_upload(self, repository: str, owner: str = "") -> UploadInfo:
+        """A session on the first member in the new id's order that takes it."""
         validate_repository(repository)
         upload_id = str(uuid.uuid4())
-        peer = self._session_peer(upload_id)
-        return await peer.call(peer.node.create_upload(repository, owner, upload_id))
+        failures = []
+        for peer in self.members.write_order(placement.UPLOAD, upload_id):
+            try:
+                return await peer.call(peer.node.create_upload(repository, owner, upload_id))
+            except (Unavailable, ResourceExhausted) as exc:
+                failures.append(f"{peer.id}: {exc}")
+        raise Unavailable("no member could keep an upload session: " + "; ".join(failures))
+
+    async def _find_session(self, repository: str, upload_id: str
+                            ) -> tuple[Peer, UploadInfo] | None:
+        """The member keeping a session: the first in its id's order, unless that one was
+        full or down when the session began."""
+        order = self.members.write_order(placement.UPLOAD, upload_id)
+        for peer in order[:self._metadata_reads()]:
+            try:
+                info = await peer.call(peer.node.get_upload(repository, upload_id))
+            except Unavailable:
+                continue
+            if info is not None:
+                return peer, info
+        return None
+
+    async def _session(self, repository: str, upload_id: str) -> Peer:
+        found = await self._find_session(repository, upload_id)
+        if found is None:
+            raise NotFound(f"upload {upload_id} is unknown")
+        return found[0]
 
     async def get_upload(self, repository: str, upload_id: str) -> UploadInfo | None:
-        peer = self._session_peer(upload_id)
-        return await peer.call(peer.node.get_upload(repository, upload_id))
+        found = await self._find_session(repository, upload_id)
+        return None if found is None else found[1]
 
     async def append_upload(self, repository: str, upload_id: str, offset: int,
                             part: Recipe) -> UploadInfo:
-        peer = self._session_peer(upload_id)
-        if await peer.call(peer.node.get_upload(repository, upload_id)) is None:
-            raise NotFound(f"upload {upload_id} is unknown")
+        peer = await self._session(repository, upload_id)
         await self.chunks.check_stored(list(part.entries()))
         return await peer.call(peer.node.append_upload(repository, upload_id, offset, part))
 
     async def _session_recipe(self, repository: str, upload_id: str) -> Recipe:
-        peer = self._session_peer(upload_id)
+        peer = await self._session(repository, upload_id)
         return await peer.call(peer.node.upload_recipe(repository, upload_id))
 
     async def read_upload(self, repository: str, upload_id: str
@@ -341,7 +359,10 @@ class ClusterNode:
         return info
 
     async def cancel_upload(self, repository: str, upload_id: str) -> bool:
-        peer = self._session_peer(upload_id)
+        found = await self._find_session(repository, upload_id)
+        if found is None:
+            return False
+        peer = found[0]
         return await peer.call(peer.node.cancel_upload(repository, upload_id))
 
 

@@ -16,9 +16,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from node.api import StoredChunk
 from node.errors import FailedPrecondition, NodeError, NotFound
+from node.gc.collector import GarbageCollector
 from node.local import LocalNode
 from node.request_id import METADATA_KEY, REQUEST_ID, accept
 from node.rpc import convert
+from node.rpc.admin import add_admin
 from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
 from node.rpc.status import status_of
 from node.rpc.tls import TlsFiles
@@ -293,16 +295,22 @@ def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
 
 
 async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None,
-                       services: Sequence[Callable[[grpc.aio.Server], None]] = ()
+                       gc: GarbageCollector | None = None,
+                       extra: Sequence[Callable[[grpc.aio.Server], str]] = ()
                        ) -> tuple[grpc.aio.Server, int]:
     """Serve `node` on `listen` (host:port; port 0 picks one), with mutual TLS when `tls`
-    is given, and whatever else `services` add; returns the server and the port."""
+    is given, the Admin service when `gc` is, and whatever `extra` adds (each returns the
+    name of the service it added); returns the server and the port."""
     server = grpc.aio.server(options=GRPC_OPTIONS)
-    for add in services:
-        add(server)
     chunks_pb2_grpc.add_ChunkStoreServicer_to_server(ChunkStoreService(node), server)
     blobs_pb2_grpc.add_BlobsServicer_to_server(BlobsService(node), server)
     registry_pb2_grpc.add_RegistryServicer_to_server(RegistryService(node), server)
+    services = ["", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry"]
+    if gc is not None:
+        add_admin(server, gc)
+        services.append("shoal.v1.Admin")
+    for add in extra:
+        services.append(add(server))
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # no stub
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls is not None:
@@ -312,6 +320,6 @@ async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
-    for service in ("", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry"):
+    for service in services:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return server, port

@@ -102,3 +102,39 @@ def test_a_lost_pack_file_is_data_loss(scratch: Path) -> None:
         raise AssertionError("read a blob whose pack is gone")
 
     asyncio.run(go())
+
+
+def test_a_retired_pack_outlives_the_reads_that_began_before_it_was_retired(
+        scratch: Path) -> None:
+    packs = Packs(scratch / "packs", pack_limit=1000)
+    try:
+        [(old, offset)] = packs.append([b"x" * 2000])
+        packs.append([b"next pack"])
+        assert packs.current != old
+        with packs.reading():  # a read that looked up a location in `old`
+            packs.retire(old)
+            with packs.reading():  # began after: it can only know the new locations
+                assert packs.reclaim() == []
+            assert packs.read(old, offset, 4) == b"xxxx"
+        assert packs.reclaim() == [old]
+        assert not packs.path(old).exists()
+        assert packs.retired() == 0
+    finally:
+        packs.close()
+
+
+def test_a_pack_held_by_an_uncommitted_write_is_never_settled(scratch: Path) -> None:
+    from node.packs import PackHold
+
+    packs = Packs(scratch / "packs", pack_limit=1000)
+    try:
+        hold = PackHold()
+        [(number, _)] = packs.append([b"y" * 2000], hold=hold)
+        packs.append([b"rolled over"])
+        assert packs.current != number
+        assert not packs.settled(number)
+        assert packs.trim(number, lambda n: 0) == 0  # held: its tail may yet be committed
+        packs.release(hold)
+        assert packs.settled(number)
+    finally:
+        packs.close()

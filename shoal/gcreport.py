@@ -1,0 +1,70 @@
+"""`shoal gc`: ask a running node to collect garbage and show what went (or would go)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import grpc
+from rich.console import Console
+from rich.table import Table
+
+from node.gc.collector import GcReport
+from node.rpc.tls import TlsFiles
+
+LISTED = 20  # blob digests shown with --verbose before "and N more"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def render(report: GcReport, console: Console, verbose: bool = False) -> None:
+    verb = "would go" if report.dry_run else "went"
+    table = Table(title=("Garbage collection, dry run: nothing was changed" if report.dry_run
+                         else f"Garbage collection in {report.seconds:.1f} s"))
+    table.add_column("what")
+    table.add_column(verb, justify="right")
+    table.add_column("bytes", justify="right")
+    table.add_row("blobs", str(report.blobs_deleted), _size(report.blob_bytes))
+    table.add_row("chunks", str(report.chunks_deleted), _size(report.chunk_bytes))
+    table.add_row("packs compacted", str(report.packs_compacted),
+                  f"{_size(report.bytes_moved)} moved")
+    table.add_row("disk space back", "", _size(report.disk_bytes_reclaimed))
+    table.add_row("[dim]waiting out the grace period[/dim]",
+                  f"[dim]{report.blobs_waiting} blobs, {report.chunks_waiting} chunks[/dim]",
+                  "")
+    console.print(table)
+    if verbose and report.blobs:
+        for digest in report.blobs[:LISTED]:
+            console.print(f"  {digest}")
+        if report.blobs_deleted > LISTED:
+            console.print(f"  … and {report.blobs_deleted - LISTED} more")
+
+
+def as_json(report: GcReport) -> str:
+    return json.dumps(dataclasses.asdict(report), indent=2)
+
+
+async def run(data: Path, node: str | None, dry_run: bool, deadline: float,
+              tls: TlsFiles | None) -> GcReport:
+    """The report of a collection by the node at `node`, or by the registry serving
+    `data` (through its admin socket)."""
+    from node.rpc.admin import SOCKET_NAME, collect_garbage, socket_target
+
+    target = node if node is not None else socket_target(data)
+    try:
+        return await collect_garbage(target, dry_run, deadline, tls)
+    except grpc.aio.AioRpcError as exc:
+        if node is None and exc.code() == grpc.StatusCode.UNAVAILABLE:
+            raise SystemExit(f"shoal: no registry is running on {data} (nothing answers on "
+                             f"{data / SOCKET_NAME}); start it with `shoal serve --data "
+                             f"{data}`, or use --node HOST:PORT") from None
+        raise SystemExit(f"shoal: garbage collection on {target} failed: "
+                         f"{exc.code().name}: {exc.details()}") from None
