@@ -4,6 +4,8 @@ process to be ready, and ending it by its PID."""
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
 import os
 import signal
 import socket
@@ -13,6 +15,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 SHOAL = [sys.executable, "-m", "shoal"]
 
@@ -76,3 +83,41 @@ def small_tmpfs(size: str = "24m") -> Iterator[Path]:
     finally:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
         mountpoint.rmdir()
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+
+
+def make_pki(folder: Path) -> dict[str, Path]:
+    """A CA, a certificate for 127.0.0.1 (server) and one for a client, as PEM files."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shoal test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    files = {"ca": folder / "ca.pem"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for who in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, who)]))
+                .issuer_name(ca_name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                     x509.DNSName("localhost")]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        files[f"{who}_cert"] = folder / f"{who}.pem"
+        files[f"{who}_key"] = folder / f"{who}-key.pem"
+        files[f"{who}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key, files[f"{who}_key"])
+    return files

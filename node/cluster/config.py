@@ -90,8 +90,11 @@ def load(path: Path) -> ClusterConfig:
 
 
 def write(path: Path, config: ClusterConfig) -> None:
-    """The file `load` reads back as `config` (TLS aside): for tools that make clusters."""
+    """The file `load` reads back as `config`: for tools that make clusters."""
     lines = [f"replicas = {config.replicas}", f"write_quorum = {config.write_quorum}", ""]
     for m in config.members:
         lines += ["[[members]]", f'id = "{m.id}"', f'address = "{m.address}"', ""]
+    if config.tls is not None:
+        lines += ["[tls]", f'cert = "{config.tls.cert.resolve()}"',
+                  f'key = "{config.tls.key.resolve()}"', f'ca = "{config.tls.ca.resolve()}"', ""]
     path.write_text("\n".join(lines))

@@ -24,6 +24,7 @@ from node.api import NodeAPI, StoredChunk
 from node.chunking import StreamChunker
 from node.codec import CompressionProbe
 from node.recipe import Recipe
+from node.rpc.tls import TlsFiles
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -106,7 +107,8 @@ class NodeProcess:
     """`python -m shoal node` as a child process, on a free port, stopped by its PID."""
 
     def __init__(self, data: Path, workdir: Path, args: Sequence[str] = (),
-                 listen: str = "127.0.0.1:0") -> None:
+                 listen: str = "127.0.0.1:0", tls: TlsFiles | None = None) -> None:
+        self.tls = tls
         self.data = data
         self.workdir = workdir
         self.args = list(args)
@@ -146,7 +148,9 @@ class NodeProcess:
         return self
 
     def wait_serving(self, deadline: float) -> None:
-        with grpc.insecure_channel(self.target) as channel:
+        channel = (grpc.secure_channel(self.target, self.tls.channel_credentials())
+                   if self.tls is not None else grpc.insecure_channel(self.target))
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 try:

@@ -14,6 +14,7 @@ from types import ModuleType
 from nodetest import NodeProcess
 
 from node.cluster.config import ClusterConfig, Member, write
+from node.rpc.tls import TlsFiles
 
 
 def top_level_support() -> ModuleType:
@@ -38,13 +39,14 @@ class ClusterProcesses:
 
     def __init__(self, workdir: Path, n: int = 3, replicas: int = 2,
                  write_quorum: int | None = None, repair_interval: float = 0.5,
-                 scrub_interval: float = 3600.0, extra_members: int = 0) -> None:
+                 scrub_interval: float = 3600.0, extra_members: int = 0,
+                 tls: TlsFiles | None = None) -> None:
         self.workdir = workdir
         members = [Member(f"node{i}", f"127.0.0.1:{free_port()}")
                    for i in range(1, n + extra_members + 1)]
         self.all_members = members
         self.config = ClusterConfig(tuple(members[:n]), replicas=replicas,
-                                    write_quorum=write_quorum or replicas)
+                                    write_quorum=write_quorum or replicas, tls=tls)
         self.file = workdir / "cluster.toml"
         write(self.file, self.config)
         self.repair_interval = repair_interval
@@ -56,7 +58,8 @@ class ClusterProcesses:
     def _make(self, member: Member) -> NodeProcess:
         home = self.workdir / member.id
         home.mkdir(parents=True, exist_ok=True)
-        node = NodeProcess(home / "data", home, listen=member.address, args=[
+        node = NodeProcess(home / "data", home, listen=member.address, tls=self.config.tls,
+                           args=[
             "--cluster", str(self.file), "--id", member.id,
             "--repair-interval", str(self.repair_interval),
             "--scrub-interval", str(self.scrub_interval)])
@@ -74,7 +77,7 @@ class ClusterProcesses:
         member = self.all_members[len(self.config.members)]
         self.config = ClusterConfig((*self.config.members, member),
                                     replicas=self.config.replicas,
-                                    write_quorum=self.config.write_quorum)
+                                    write_quorum=self.config.write_quorum, tls=self.config.tls)
         write(self.file, self.config)
         for node in self.nodes.values():
             node.stop()
