@@ -241,3 +241,34 @@ async def test_a_stopped_member_never_loses_an_acknowledged_write(scratch: Path)
                 await assert_on_owners(cluster, sha256(data), api)
         finally:
             await api.close()
+
+
+async def test_a_member_that_serves_wrong_bytes_is_caught(scratch: Path) -> None:
+    """A member that claims every chunk and answers reads with the wrong bytes: the client
+    checks each chunk against its id, treats the liar as failed for it, and reads the
+    chunk from the next owner."""
+    cluster = ClusterProcesses(scratch, n=3, replicas=2)
+    liar_member = cluster.config.members[2]
+    del cluster.nodes[liar_member.id]  # the liar stands in for node3
+    served = scratch / "liar-served"
+    liar = await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(__file__).with_name("liar.py")),
+        liar_member.address.rsplit(":", 1)[1], str(served))
+    try:
+        cluster.start()
+        api = await ClusterNode.connect(cluster.config)
+        try:
+            await api.members.check_all()
+            data = os.urandom(8 << 20)
+            await write_blob(api, "liar/app", sha256(data), pieces(data))
+            recipe = await api.get_recipe(sha256(data))
+            assert any(placement.rank(list(cluster.config.members), placement.CHUNK, cid)[0]
+                       == liar_member for cid in recipe.ids)
+            assert await collect(api.read_blob(sha256(data))) == data
+            assert int(served.read_text()) > 0  # it was asked, and its bytes were refused
+        finally:
+            await api.close()
+    finally:
+        liar.kill()
+        await liar.wait()
+        cluster.stop()
