@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 
 from node.api import PutResult, StoredChunk
 from node.cluster import placement
@@ -40,18 +40,25 @@ LOOKUP_BATCH = 4096         # ids per Has call
 FETCH_DEADLINE = 15.0       # seconds one member gets to send one read window (~4 MiB)
 
 
-async def _one_stream(peer: Peer, chunks: Sequence[StoredChunk]) -> PutResult:
-    async def messages() -> AsyncIterable[Sequence[StoredChunk]]:
-        batch: list[StoredChunk] = []
-        size = 0
-        for c in chunks:
-            batch.append(c)
-            size += len(c.data)
-            if size >= MESSAGE:
-                yield batch
-                batch, size = [], 0
-        if batch:
-            yield batch
+def by_size(chunks: Iterable[StoredChunk], limit: int) -> Iterator[list[StoredChunk]]:
+    """`chunks` in consecutive groups of about `limit` stored bytes."""
+    group: list[StoredChunk] = []
+    size = 0
+    for chunk in chunks:
+        group.append(chunk)
+        size += len(chunk.data)
+        if size >= limit:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+async def put_on(peer: Peer, chunks: Sequence[StoredChunk]) -> PutResult:
+    """`chunks` onto one member as one put stream of ~1 MiB messages: durable together."""
+    async def messages() -> AsyncIterator[Sequence[StoredChunk]]:
+        for group in by_size(chunks, MESSAGE):
+            yield group
 
     return await peer.call(peer.node.put_chunks(messages()))
 
@@ -175,7 +182,7 @@ class ClusterChunks:
         while assign:
             work = list(assign.items())
             results = await asyncio.gather(
-                *(_one_stream(peers[pid], [chunks[i] for i in idx]) for pid, idx in work),
+                *(put_on(peers[pid], [chunks[i] for i in idx]) for pid, idx in work),
                 return_exceptions=True)
             assign = defaultdict(list)
             for (pid, idx), result in zip(work, results, strict=True):

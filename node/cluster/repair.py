@@ -19,12 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from node.api import StoredChunk
 from node.cluster import placement
-from node.cluster.chunks import ClusterChunks
+from node.cluster.chunks import ClusterChunks, by_size, put_on
 from node.cluster.membership import Membership, Peer
 from node.errors import NodeError
 from node.local import LocalNode
@@ -182,31 +181,18 @@ class Repairer:
 
     async def _send(self, peer: Peer, ids: list[bytes]) -> None:
         chunks = await asyncio.to_thread(self.node.chunks.get_available, ids)
-        batch: list[StoredChunk] = []
-        size = 0
-        for chunk in chunks:
-            batch.append(chunk)
-            size += len(chunk.data)
-            if size >= SEND_BATCH:
-                await self._send_batch(peer, batch, size)
-                batch, size = [], 0
-        if batch:
-            await self._send_batch(peer, batch, size)
-
-    async def _send_batch(self, peer: Peer, batch: list[StoredChunk], size: int) -> None:
-        await self.limit.take(size)
-
-        async def messages() -> AsyncIterator[Sequence[StoredChunk]]:
-            yield batch
-
-        try:
-            await peer.call(peer.node.put_chunks(messages()))
-        except NodeError as exc:
-            log.warning("repair: sending %d chunks to %s failed: %s", len(batch), peer.id, exc)
-            return
-        self.stats.repaired_chunks += len(batch)
-        self.stats.repaired_bytes += size
-        log.info("repair: %d chunks (%d bytes) sent to %s", len(batch), size, peer.id)
+        for group in by_size(chunks, SEND_BATCH):
+            size = sum(len(c.data) for c in group)
+            await self.limit.take(size)
+            try:
+                await put_on(peer, group)
+            except NodeError as exc:
+                log.warning("repair: sending %d chunks to %s failed: %s", len(group), peer.id,
+                            exc)
+                return
+            self.stats.repaired_chunks += len(group)
+            self.stats.repaired_bytes += size
+            log.info("repair: %d chunks (%d bytes) sent to %s", len(group), size, peer.id)
 
     # -- scrub -----------------------------------------------------------------------------
 
