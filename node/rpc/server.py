@@ -27,6 +27,9 @@ from node.rpc import convert
 from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
 from node.rpc.status import status_of
 from node.rpc.tls import TlsFiles
+from node.swarm.metrics import OwnerSwarmCollector
+from node.swarm.owner import OwnerSwarm
+from node.swarm.service import DEFAULT_SERVE_LIMIT
 from shoal.v1 import (
     blobs_pb2,
     blobs_pb2_grpc,
@@ -276,14 +279,16 @@ def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
     return registry_pb2.BlobLinkResponse(ok=True, blob=convert.blob_to_pb(info))
 
 
-async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
-                       ) -> tuple[grpc.aio.Server, int]:
+async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None,
+                       swarm: OwnerSwarm | None = None) -> tuple[grpc.aio.Server, int]:
     """Serve `node` on `listen` (host:port; port 0 picks one), with mutual TLS when `tls`
-    is given; returns the server and the port."""
+    is given; returns the server and the port. The node also serves the swarm (holder
+    lists and capped chunk serving to edges) as `swarm`, or with defaults."""
     server = grpc.aio.server(options=GRPC_OPTIONS)
     chunks_pb2_grpc.add_ChunkStoreServicer_to_server(ChunkStoreService(node), server)
     blobs_pb2_grpc.add_BlobsServicer_to_server(BlobsService(node), server)
     registry_pb2_grpc.add_RegistryServicer_to_server(RegistryService(node), server)
+    (swarm if swarm is not None else OwnerSwarm(node)).add_to(server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # no stub
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls is not None:
@@ -293,7 +298,8 @@ async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
-    for service in ("", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry"):
+    for service in ("", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry",
+                    "shoal.v1.Swarm", "shoal.v1.Peer"):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return server, port
 
@@ -302,19 +308,23 @@ async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
                      ready: Callable[[int], None] | None = None,
                      upload_idle: float = UPLOAD_IDLE_SECONDS,
                      metrics_listen: tuple[str, int] | None = None,
-                     tls: TlsFiles | None = None) -> None:
-    """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds."""
+                     tls: TlsFiles | None = None,
+                     serve_limit: int = DEFAULT_SERVE_LIMIT) -> None:
+    """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds.
+    `serve_limit` caps the chunk streams it serves to edges at once."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     node = await LocalNode.open(data_dir, verify_puts=True)
-    server, port = await start_server(node, listen, tls)
+    swarm = OwnerSwarm(node, serve_limit)
+    server, port = await start_server(node, listen, tls, swarm)
     log.info("node serving %s on port %d", data_dir, port)
     janitor = asyncio.create_task(expire_uploads_forever(node, upload_idle))
     if metrics_listen is not None:
         registry = CollectorRegistry()
         registry.register(NodeCollector(node))
+        registry.register(OwnerSwarmCollector(lambda: swarm.peer, swarm.book))
         # prometheus-client's own server runs in a thread of its own, off the event loop.
         start_http_server(metrics_listen[1], metrics_listen[0], registry=registry)
         log.info("node metrics on http://%s:%d/metrics", *metrics_listen)

@@ -1,0 +1,283 @@
+"""One blob being pulled through an edge: pieces fetched from peers and owners in parallel,
+out of order within a window ahead of the readers, and handed to readers in order.
+
+The scheduler starts a fetch whenever a piece in the window is missing and some source
+that has it has a free stream: the piece a reader waits for first, then the rarest (held
+by the fewest peers, ties broken at random) so that edges pulling at the same moment take
+different pieces and feed each other. Every chunk is checked against its SHA-256 id before
+it is cached, announced or read. A source that fails costs a retry of the rest of its
+piece elsewhere; one that sends bad bytes is put aside.
+
+Memory: a fetch holds one gRPC message (~1 MiB) at a time, written to the cache as it
+comes; a reader holds one piece. The window bounds the cache space a pull pins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from itertools import accumulate
+from typing import TYPE_CHECKING
+
+from node.api import StoredChunk
+from node.codec import decode, decode_stored
+from node.errors import DataLoss, NodeError, NotFound, Unavailable
+from node.recipe import Recipe
+from node.swarm.client import Busy
+from node.swarm.pieces import Piece, plan
+from node.swarm.sources import AVOID_PIECE, BAN_BAD, BAN_DEAD, rarity
+
+if TYPE_CHECKING:
+    from node.swarm.edge_swarm import EdgeSwarm
+
+log = logging.getLogger(__name__)
+
+MAX_FETCHES = 6             # pieces in flight for one pull
+HOLDERS_EVERY = 0.5         # seconds between holder-list refreshes while pieces are missing
+TICK = 0.25                 # the scheduler looks again at least this often
+OWNER_GIVE_UP = 8           # owner failures in a row (not busy answers) that fail the pull
+READ_PIECE = 1 << 20
+
+
+def _verify(chunks: Sequence[StoredChunk]) -> None:
+    for chunk in chunks:
+        decode(chunk)  # DataLoss unless the bytes hash to the id
+
+
+def _assemble(chunks: Sequence[StoredChunk]) -> bytes:
+    return b"".join(decode_stored(c) for c in chunks)
+
+
+class Download:
+    def __init__(self, swarm: EdgeSwarm, digest: str, recipe: Recipe) -> None:
+        self.swarm = swarm
+        self.digest = digest
+        self.count = len(recipe)
+        self.pieces = plan(recipe, swarm.piece_bytes)
+        self._starts = [0, *accumulate(p.size for p in self.pieces)]
+        self._readers: dict[object, int] = {}
+        self._view: dict[str, int] = {}
+        self._fetches: set[asyncio.Task[None]] = set()
+        self._pinned: set[int] = set()
+        self._wake = asyncio.Event()
+        self._refreshing: asyncio.Task[None] | None = None
+        self._refresh_at = 0.0
+        self._owner_failures = 0
+        self._task: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    # -- life ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cache = self.swarm.cache
+        for piece in self.pieces:
+            if all(cache.has(piece.ids)):
+                piece.local = True
+                piece.next = piece.end
+                piece.done.set()
+                bits = cache.mark(self.digest, self.count, piece.first, piece.ids)
+                self.swarm.gained(self.digest, self.count, bits)
+        self._ensure_running()
+
+    def _ensure_running(self) -> None:
+        if self.error is None and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._run())
+
+    def _fail(self, exc: BaseException) -> None:
+        log.warning("pull of %s failed: %s", self.digest, exc)
+        self.error = exc
+        for piece in self.pieces:
+            piece.done.set()  # wake readers, who see `error`
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._task, self._refreshing, *self._fetches) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for index in self._pinned:
+            self.swarm.cache.unpin(self.pieces[index].ids)
+        self._pinned.clear()
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def _window(self) -> range:
+        low = min(self._readers.values(), default=0)
+        return range(low, min(low + self.swarm.window, len(self.pieces)))
+
+    async def _run(self) -> None:
+        try:
+            while not all(p.done.is_set() for p in self.pieces):
+                self._wake.clear()
+                now = time.monotonic()
+                self._pin()
+                if self.swarm.p2p and now >= self._refresh_at and self._refreshing is None:
+                    self._refresh_at = now + HOLDERS_EVERY
+                    self._refreshing = asyncio.create_task(self._refresh())
+                self._start_fetches(now)
+                try:
+                    async with asyncio.timeout(TICK):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+        except Exception as exc:
+            self._fail(exc)
+
+    def _pin(self) -> None:
+        want = set(self._window()) | {p.index for p in self.pieces if p.fetching}
+        cache = self.swarm.cache
+        for index in want - self._pinned:
+            cache.pin(self.pieces[index].ids)
+        for index in self._pinned - want:
+            cache.unpin(self.pieces[index].ids)
+        self._pinned = want
+
+    def _start_fetches(self, now: float) -> None:
+        todo = [self.pieces[i] for i in self._window()
+                if not self.pieces[i].done.is_set() and not self.pieces[i].fetching]
+        if not todo:
+            return
+        urgent, rest = todo[0], todo[1:]
+        rest.sort(key=lambda p: (rarity(p, self._view), random.random()))
+        owners = self.swarm.owners.owners_of(self.digest)
+        for piece in (urgent, *rest):
+            if len(self._fetches) >= MAX_FETCHES:
+                return
+            choice = self.swarm.sources.pick(piece, self._view, owners, now)
+            if choice is None:
+                continue
+            piece.fetching = True
+            task = asyncio.create_task(self._fetch(piece, *choice))
+            self._fetches.add(task)
+            task.add_done_callback(self._fetches.discard)
+
+    async def _refresh(self) -> None:
+        try:
+            for owner in self.swarm.owners.owners_of(self.digest):
+                try:
+                    found = await self.swarm.client.holders(owner, self.digest,
+                                                            self.swarm.address)
+                except NodeError as exc:
+                    log.debug("holders of %s from %s: %s", self.digest, owner, exc)
+                    continue
+                if found.chunk_count == self.count:
+                    self._view = dict(found.holders)
+                    self._wake.set()
+                return
+        finally:
+            self._refreshing = None
+
+    # -- one fetch -----------------------------------------------------------------------
+
+    async def _fetch(self, piece: Piece, address: str, owner: bool) -> None:
+        swarm = self.swarm
+        source = "owner" if owner else "peer"
+        ids = piece.missing()
+        swarm.cache.expect(ids)
+        swarm.sources.inflight[address] += 1
+        requester = swarm.address if swarm.p2p else ""
+        try:
+            async for chunks in swarm.client.fetch(address, self.digest, piece.next, ids,
+                                                   requester):
+                await self._land(piece, chunks, source)
+            if piece.next < piece.end:
+                raise Unavailable(f"{address} ended its answer early")
+            piece.done.set()
+            if owner:
+                self._owner_failures = 0
+        except Busy as busy:
+            swarm.sources.put_aside(address, busy.retry_after * random.uniform(0.5, 1.5))
+            if swarm.p2p and busy.holders.chunk_count == self.count:
+                self._view.update(busy.holders.holders)
+        except NotFound as exc:
+            piece.avoid[address] = time.monotonic() + AVOID_PIECE
+            if address in self._view:
+                self._view[address] &= ~(1 << piece.next)
+            if owner:
+                self._fail(exc)  # the origin lost the blob: no one else will have it
+        except DataLoss as exc:
+            swarm.counters.rejected_chunks += 1
+            log.warning("%s sent chunks of %s that fail their hash: %s; putting it aside",
+                        address, self.digest, exc)
+            swarm.sources.put_aside(address, BAN_BAD)
+            self._view.pop(address, None)
+        except NodeError as exc:
+            swarm.counters.source_failures += 1
+            log.info("fetch from %s failed after %d chunks of piece %d: %s", address,
+                     piece.next - piece.first, piece.index, exc)
+            swarm.sources.put_aside(address, BAN_DEAD if not owner else 0.5)
+            self._view.pop(address, None)
+            if owner:
+                self._owner_failures += 1
+                if self._owner_failures >= OWNER_GIVE_UP:
+                    self._fail(exc)
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            swarm.sources.inflight[address] -= 1
+            swarm.cache.settle(ids)
+            piece.fetching = False
+            self._wake.set()
+
+    async def _land(self, piece: Piece, chunks: list[StoredChunk], source: str) -> None:
+        start = piece.next - piece.first
+        expected = piece.ids[start:start + len(chunks)]
+        if [c.id for c in chunks] != expected:
+            raise DataLoss("answered with other chunks than asked")
+        await asyncio.to_thread(_verify, chunks)
+        swarm = self.swarm
+        await swarm.cache.write(chunks)
+        bits = swarm.cache.mark(self.digest, self.count, piece.next, expected)
+        piece.next += len(chunks)
+        swarm.counters.received[source] += sum(len(c.data) for c in chunks)
+        swarm.gained(self.digest, self.count, bits)
+
+    # -- readers -------------------------------------------------------------------------
+
+    async def read(self, offset: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [offset, end) of the blob, in order, in pieces of about 1 MiB."""
+        if offset >= end:
+            return
+        first = bisect.bisect_right(self._starts, offset) - 1
+        last = bisect.bisect_left(self._starts, end) - 1
+        token = object()
+        self._readers[token] = first
+        self._wake.set()
+        try:
+            for piece in self.pieces[first:last + 1]:
+                self._readers[token] = piece.index
+                self._wake.set()
+                data = await self._piece_bytes(piece)
+                base = self._starts[piece.index]
+                start = max(offset, base) - base
+                stop = min(end, base + piece.size) - base
+                for at in range(start, stop, READ_PIECE):
+                    yield data[at:min(at + READ_PIECE, stop)]
+        finally:
+            del self._readers[token]
+            self._wake.set()
+
+    async def _piece_bytes(self, piece: Piece) -> bytes:
+        while True:
+            await piece.done.wait()
+            if self.error is not None:
+                raise Unavailable(f"pull of {self.digest} failed: {self.error}")
+            try:
+                chunks = await self.swarm.cache.read(piece.ids)
+            except NotFound:
+                # Evicted or damaged on disk since it landed: fetch it again.
+                piece.reset()
+                piece.local = False
+                self._ensure_running()
+                self._wake.set()
+                continue
+            if piece.local:
+                self.swarm.counters.received["cache"] += sum(len(c.data) for c in chunks)
+            return await asyncio.to_thread(_assemble, chunks)
+
+    @property
+    def readers(self) -> int:
+        return len(self._readers)

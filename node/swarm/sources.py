@@ -1,0 +1,60 @@
+"""Which peer or owner to ask for a piece, and which to leave aside for a while.
+
+Edge-wide: a peer that served bad bytes or died is avoided by every pull on this edge,
+and the streams open to one address are counted across pulls, so one busy peer is not
+asked for more than its share.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from node.swarm.pieces import Piece
+
+PER_PEER = 2                # streams open to one peer: enough to hide a round trip
+PER_OWNER = 4               # streams open to one owner from this edge
+BAN_BAD = 120.0             # seconds aside for a source whose bytes failed their hash
+BAN_DEAD = 10.0             # seconds aside for a source that failed or hung
+AVOID_PIECE = 5.0           # a source lacking a piece is not asked for it again meanwhile
+
+
+class Sources:
+    def __init__(self) -> None:
+        self.inflight: Counter[str] = Counter()
+        self._aside: dict[str, float] = {}
+
+    def put_aside(self, address: str, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        self._aside[address] = max(until, self._aside.get(address, 0.0))
+
+    def usable(self, address: str, now: float, streams: int) -> bool:
+        until = self._aside.get(address)
+        if until is not None and until <= now:
+            del self._aside[address]
+            until = None
+        return until is None and self.inflight[address] < streams
+
+    def pick(self, piece: Piece, view: dict[str, int], owners: Sequence[str], now: float
+             ) -> tuple[str, bool] | None:
+        """(address, is an owner) to fetch `piece` from, or None when every source that
+        has it is busy or aside. Peers first, so owners send only what no peer has; among
+        peers, the least loaded."""
+        mask = piece.mask()
+        peers = [a for a, bits in view.items()
+                 if bits & mask == mask and piece.avoid.get(a, 0.0) <= now
+                 and self.usable(a, now, PER_PEER)]
+        if peers:
+            return min(peers, key=lambda a: (self.inflight[a], random.random())), False
+        for owner in owners:
+            if piece.avoid.get(owner, 0.0) <= now and self.usable(owner, now, PER_OWNER):
+                return owner, True
+        return None
+
+
+def rarity(piece: Piece, view: dict[str, int]) -> int:
+    """Peers known to hold all of what `piece` still misses."""
+    mask = piece.mask()
+    return sum(1 for bits in view.values() if bits & mask == mask)
