@@ -101,7 +101,7 @@ async def serve_edge(data: Path, listen: tuple[str, int], peer_listen: str,
 
     directory = owners if owners is not None else StaticOwners(origins)
     # The address is known once the peer server is bound: the swarm is told it then.
-    swarm = EdgeSwarm(data / "cache", cache_bytes, directory, "", p2p=p2p)
+    swarm = EdgeSwarm(data / "cache", cache_bytes, directory, "", p2p=p2p, seeds=origins)
     server, port = await start_peer_server(swarm, peer_listen)
     swarm.address = swarm.announcer.address = advertised(peer_listen, port, advertise)
     await swarm.open()

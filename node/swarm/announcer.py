@@ -42,14 +42,18 @@ class StaticOwners:
 
 class Announcer:
     def __init__(self, client: SwarmClient, directory: OwnerDirectory, address: str,
-                 everything: Callable[[], list[Holding]]) -> None:
+                 everything: Callable[[], list[Holding]], seeds: Sequence[str] = ()) -> None:
         self._client = client
         self._directory = directory
         self.address = address
         self._everything = everything
         self._pending: dict[tuple[str, int], tuple[int, int]] = {}
-        self._owners: set[str] = set()
+        # Owners heartbeated: the seeds from the start (so an owner knows this edge before
+        # its first chunk lands, and can list it as soon as it serves it), then every
+        # owner announced to.
+        self._owners: set[str] = set(seeds)
         self._wake = asyncio.Event()
+        self._wake.set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,7 @@ class EdgeSwarm:
 
     def __init__(self, cache_dir: Path, cache_limit: int, owners: OwnerDirectory,
                  address: str, p2p: bool = True, tls: TlsFiles | None = None,
-                 piece_bytes: int = PIECE_BYTES) -> None:
+                 piece_bytes: int = PIECE_BYTES, seeds: Sequence[str] = ()) -> None:
         self.owners = owners
         self.address = address
         self.p2p = p2p
@@ -49,7 +49,7 @@ class EdgeSwarm:
         # Half the cache for the pieces pulls pin ahead of their readers: the rest is
         # what several pulls at once and the LRU share.
         self.window = max(2, min(MAX_WINDOW, cache_limit // (2 * piece_bytes)))
-        self.announcer = Announcer(self.client, owners, address, self._everything)
+        self.announcer = Announcer(self.client, owners, address, self._everything, seeds)
         self.peer: PeerService | None = None
         self._downloads: dict[str, Download] = {}
 

@@ -115,8 +115,13 @@ class Download:
                 now = time.monotonic()
                 self._pin()
                 if self.swarm.p2p and now >= self._refresh_at and self._refreshing is None:
+                    first = self._refresh_at == 0.0
                     self._refresh_at = now + HOLDERS_EVERY
                     self._refreshing = asyncio.create_task(self._refresh())
+                    if first:
+                        # Holders before the first fetch: a pull that starts after others
+                        # takes from them, not from the owner (one round trip).
+                        await asyncio.shield(self._refreshing)
                 self._start_fetches(now)
                 try:
                     async with asyncio.timeout(TICK):

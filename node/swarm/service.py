@@ -111,35 +111,40 @@ class PeerService(swarm_pb2_grpc.PeerServicer):
             return
         counters.serving += 1
         try:
-            count: int | None = None
+            ids = convert.split_ids(request.ids)
             if self.book is not None and self.chunk_count is not None and request.requester:
-                count = await self.chunk_count(request.digest)
-            index = request.first_index
+                await self._list_requester(request, len(ids))
             batch: list[Any] = []
             size = 0
-            async for chunk in self.source.get_chunks(convert.split_ids(request.ids)):
+            async for chunk in self.source.get_chunks(ids):
                 batch.append(convert.chunk_to_pb(chunk))
                 size += len(chunk.data)
                 if size >= MESSAGE_BYTES:
                     yield swarm_pb2.FetchResponse(chunks=batch)
-                    index = self._sent(request, count, index, len(batch), size)
+                    self._sent(len(batch), size)
                     batch, size = [], 0
             if batch:
                 yield swarm_pb2.FetchResponse(chunks=batch)
-                self._sent(request, count, index, len(batch), size)
+                self._sent(len(batch), size)
         except (NodeError, ValueError, OSError) as exc:
             await _abort(context, exc)
         finally:
             counters.serving -= 1
 
-    def _sent(self, request: swarm_pb2.FetchRequest, count: int | None, index: int,
-              chunks: int, size: int) -> int:
+    async def _list_requester(self, request: swarm_pb2.FetchRequest, chunks: int) -> None:
+        """List the requester as a holder of what it is about to get, before the first
+        byte: an edge asking at the same moment is sent to it (it serves chunks as they
+        land) instead of here. If the transfer fails, the requester's peers get NOT_FOUND
+        from it and come back; its lease ends the listing if it died."""
+        assert self.book is not None and self.chunk_count is not None
+        count = await self.chunk_count(request.digest)
+        if count is not None and request.first_index + chunks <= count:
+            bits = ((1 << chunks) - 1) << request.first_index
+            self.book.gained(request.requester, request.digest, count, bits)
+
+    def _sent(self, chunks: int, size: int) -> None:
         self.counters.sent_bytes += size
         self.counters.sent_chunks += chunks
-        if count is not None and self.book is not None and index + chunks <= count:
-            bits = ((1 << chunks) - 1) << index
-            self.book.gained(request.requester, request.digest, count, bits)
-        return index + chunks
 
 
 def add_owner_services(server: grpc.aio.Server, source: ChunkSource, book: HolderBook,

@@ -1,0 +1,107 @@
+"""Edges pulling one blob at the same moment: real `shoal node` and `shoal edge` processes
+on loopback. The origin's own counter of bytes served measures what the swarm saved."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from swarmtest import Edge, Origin, stopping
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="shoal-swarm-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def pull_all(edges: list[Edge], repository: str, digest: str) -> list[str | BaseException]:
+    def pull(edge: Edge) -> str | BaseException:
+        try:
+            return edge.pull(repository, digest)
+        except Exception as exc:  # the caller decides which failures are expected
+            return exc
+
+    with ThreadPoolExecutor(len(edges)) as pool:
+        return list(pool.map(pull, edges))
+
+
+def test_four_edges_pull_one_blob_and_the_origin_sends_it_about_once(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        edges = [Edge(root, f"edge{i}", origin) for i in range(4)]
+        with stopping(*edges):
+            data = os.urandom(48 * MiB)
+            digest = edges[0].push("lib/app", data)
+            before = origin.sent()
+            assert pull_all(edges, "lib/app", digest) == [digest] * 4
+            sent = origin.sent() - before
+            assert sent < 4 * len(data), f"origin sent {sent / len(data):.2f} copies"
+            from_peers = sum(e.received("peer") for e in edges)
+            from_owner = sum(e.received("owner") for e in edges)
+            assert from_peers > 0
+            assert from_peers + from_owner >= 4 * len(data)
+            print(f"origin sent {sent / len(data):.2f} copies; peers {from_peers / MiB:.0f} MiB")
+
+            # Pulled again: every byte from the local cache.
+            assert edges[1].pull("lib/app", digest) == digest
+            assert edges[1].received("cache") >= len(data)
+
+
+def test_an_edge_killed_mid_transfer_costs_the_others_nothing(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        edges = [Edge(root, f"edge{i}", origin) for i in range(4)]
+        victim = edges[0]
+        with stopping(*edges):
+            data = os.urandom(64 * MiB)
+            digest = edges[1].push("lib/app", data)
+
+            def kill_once_it_holds_something() -> None:
+                while victim.proc.poll() is None:
+                    if victim.received("owner") + victim.received("peer") > 0:
+                        victim.kill()
+                        return
+
+            killer = threading.Thread(target=kill_once_it_holds_something)
+            killer.start()
+            results = pull_all(edges, "lib/app", digest)
+            killer.join(60)
+            assert victim.proc.poll() is not None
+            assert results[1:] == [digest] * 3
+
+
+def test_a_blob_pushed_through_an_edge_lands_on_the_origin(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        a, b = Edge(root, "a", origin), Edge(root, "b", origin)
+        with stopping(a, b):
+            data = os.urandom(3 * MiB)
+            digest = a.push("lib/tool", data)
+            assert b.pull("lib/tool", digest) == digest
+            # The other edge had nothing of it: every byte came from the origin or from a.
+            assert b.received("owner") + b.received("peer") >= len(data)
+
+
+def test_without_p2p_every_byte_comes_from_the_origin(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        edges = [Edge(root, f"edge{i}", origin, "--no-p2p") for i in range(2)]
+        with stopping(*edges):
+            data = os.urandom(12 * MiB)
+            digest = edges[0].push("lib/app", data)
+            before = origin.sent()
+            assert pull_all(edges, "lib/app", digest) == [digest] * 2
+            assert origin.sent() - before >= 2 * len(data)
+            assert all(e.received("peer") == 0 for e in edges)
