@@ -108,13 +108,14 @@ class SwarmClient:
         return bool(reply.resync)
 
     async def fetch(self, address: str, digest: str, first_index: int, ids: Sequence[bytes],
-                    requester: str) -> AsyncIterator[list[StoredChunk]]:
+                    requester: str, direct: bool = False) -> AsyncIterator[list[StoredChunk]]:
         """The chunks asked, in order, a message at a time. Busy when the server is at its
         cap; NotFound when it lacks a chunk (after those before it); Unavailable when it
         fails, hangs or hangs up."""
         stub = swarm_pb2_grpc.PeerStub(self._channel(address))
         call = stub.Fetch(swarm_pb2.FetchRequest(digest=digest, first_index=first_index,
-                                                 ids=b"".join(ids), requester=requester),
+                                                 ids=b"".join(ids), requester=requester,
+                                                 direct=direct),
                           timeout=FETCH_DEADLINE)
         messages: AsyncIterator[swarm_pb2.FetchResponse] = aiter(call)
         try:

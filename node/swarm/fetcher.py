@@ -101,6 +101,7 @@ class Download:
         for index in self._pinned:
             self.swarm.cache.unpin(self.pieces[index].ids)
         self._pinned.clear()
+        await self.swarm.cache.evict()  # what the pull held over the limit may go now
 
     # -- scheduling ----------------------------------------------------------------------
 
@@ -186,7 +187,7 @@ class Download:
         requester = swarm.address if swarm.p2p else ""
         try:
             async for chunks in swarm.client.fetch(address, self.digest, piece.next, ids,
-                                                   requester):
+                                                   requester, owner and piece.direct):
                 await self._land(piece, chunks, source)
             if piece.next < piece.end:
                 raise Unavailable(f"{address} ended its answer early")
@@ -194,22 +195,29 @@ class Download:
             if owner:
                 self._owner_failures = 0
         except Busy as busy:
-            swarm.sources.put_aside(address, busy.retry_after * random.uniform(0.5, 1.5))
+            if busy.retry_after > 0:
+                swarm.sources.put_aside(address, busy.retry_after * random.uniform(0.5, 1.5))
             if swarm.p2p and busy.holders.chunk_count == self.count:
                 self._view.update(busy.holders.holders)
+            now = time.monotonic()
+            if owner and all(swarm.sources.aside(a, now) for a, _ in busy.holders.holders):
+                piece.direct = True  # sent back to peers we already gave up on
         except NotFound as exc:
+            piece.direct = True
             piece.avoid[address] = time.monotonic() + AVOID_PIECE
             if address in self._view:
                 self._view[address] &= ~(1 << piece.next)
             if owner:
                 self._fail(exc)  # the origin lost the blob: no one else will have it
         except DataLoss as exc:
+            piece.direct = True
             swarm.counters.rejected_chunks += 1
             log.warning("%s sent chunks of %s that fail their hash: %s; putting it aside",
                         address, self.digest, exc)
             swarm.sources.put_aside(address, BAN_BAD)
             self._view.pop(address, None)
         except NodeError as exc:
+            piece.direct = True
             swarm.counters.source_failures += 1
             log.info("fetch from %s failed after %d chunks of piece %d: %s", address,
                      piece.next - piece.first, piece.index, exc)

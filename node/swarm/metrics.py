@@ -25,6 +25,9 @@ def peer_metrics(peer: PeerService) -> Iterator[Metric]:
                               value=c.sent_chunks)
     yield CounterMetricFamily("shoal_peer_busy", "Fetch requests answered busy (over the cap)",
                               value=c.busy)
+    yield CounterMetricFamily("shoal_peer_redirects",
+                              "Fetch requests sent to an edge that holds or is getting the "
+                              "chunks", value=c.redirects)
     yield GaugeMetricFamily("shoal_peer_streams", "Fetch streams being served",
                             value=c.serving)
 

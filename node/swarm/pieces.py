@@ -22,6 +22,7 @@ class Piece:
     next: int = 0               # first chunk not yet here: a retry resumes from it
     fetching: bool = False
     local: bool = False         # was already cached when the pull began
+    direct: bool = False        # peers failed us for it: owners must send it, not redirect
     done: asyncio.Event = field(default_factory=asyncio.Event)
     # source -> monotonic time before which it is not asked again for this piece
     avoid: dict[str, float] = field(default_factory=dict)

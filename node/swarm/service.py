@@ -42,6 +42,7 @@ class PeerCounters:
     sent_bytes: int = 0         # chunk bytes (as stored) sent to requesters
     sent_chunks: int = 0
     busy: int = 0               # requests answered busy
+    redirects: int = 0          # requests sent to a holder of what they asked
     serving: int = 0            # streams in progress
 
 
@@ -113,7 +114,11 @@ class PeerService(swarm_pb2_grpc.PeerServicer):
         try:
             ids = convert.split_ids(request.ids)
             if self.book is not None and self.chunk_count is not None and request.requester:
-                await self._list_requester(request, len(ids))
+                elsewhere = await self._route(request, len(ids))
+                if elsewhere is not None:
+                    counters.redirects += 1
+                    yield swarm_pb2.FetchResponse(busy=elsewhere)
+                    return
             batch: list[Any] = []
             size = 0
             async for chunk in self.source.get_chunks(ids):
@@ -131,16 +136,31 @@ class PeerService(swarm_pb2_grpc.PeerServicer):
         finally:
             counters.serving -= 1
 
-    async def _list_requester(self, request: swarm_pb2.FetchRequest, chunks: int) -> None:
-        """List the requester as a holder of what it is about to get, before the first
-        byte: an edge asking at the same moment is sent to it (it serves chunks as they
-        land) instead of here. If the transfer fails, the requester's peers get NOT_FOUND
-        from it and come back; its lease ends the listing if it died."""
+    async def _route(self, request: swarm_pb2.FetchRequest, chunks: int
+                     ) -> swarm_pb2.Busy | None:
+        """Where the requester should get these chunks instead, or None to serve them
+        (and list the requester as their holder from now on).
+
+        Listing before the first byte is what makes the origin send a chunk about once:
+        an edge asking for the same chunks a moment later is redirected to the first
+        (which serves chunks as they land) rather than served again. If that transfer
+        fails, the second edge asks again with `direct` and is served; the first's lease
+        ends its listing if it died. Check and listing run with no await in between, so
+        two simultaneous requests cannot both be served.
+        """
         assert self.book is not None and self.chunk_count is not None
         count = await self.chunk_count(request.digest)
-        if count is not None and request.first_index + chunks <= count:
-            bits = ((1 << chunks) - 1) << request.first_index
-            self.book.gained(request.requester, request.digest, count, bits)
+        if count is None or request.first_index + chunks > count:
+            return None
+        bits = ((1 << chunks) - 1) << request.first_index
+        if not request.direct:
+            _, holders = self.book.holders(request.digest, request.requester)
+            covering = [(a, b) for a, b in holders if b & bits == bits]
+            if covering:
+                return swarm_pb2.Busy(chunk_count=count, retry_after_ms=0, holders=[
+                    swarm_pb2.Holder(address=a, held=from_bits(b, count)) for a, b in covering])
+        self.book.gained(request.requester, request.digest, count, bits)
+        return None
 
     def _sent(self, chunks: int, size: int) -> None:
         self.counters.sent_bytes += size

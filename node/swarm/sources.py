@@ -30,6 +30,9 @@ class Sources:
         until = time.monotonic() + seconds
         self._aside[address] = max(until, self._aside.get(address, 0.0))
 
+    def aside(self, address: str, now: float) -> bool:
+        return self._aside.get(address, 0.0) > now
+
     def usable(self, address: str, now: float, streams: int) -> bool:
         until = self._aside.get(address)
         if until is not None and until <= now:

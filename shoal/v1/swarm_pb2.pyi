@@ -201,6 +201,7 @@ class FetchRequest(_message.Message):
     FIRST_INDEX_FIELD_NUMBER: _builtins.int
     IDS_FIELD_NUMBER: _builtins.int
     REQUESTER_FIELD_NUMBER: _builtins.int
+    DIRECT_FIELD_NUMBER: _builtins.int
     digest: _builtins.str
     first_index: _builtins.int
     """recipe index of ids[0]; ids are consecutive entries"""
@@ -208,6 +209,10 @@ class FetchRequest(_message.Message):
     """concatenated 32-byte chunk ids, answered in this order"""
     requester: _builtins.str
     """the asker's Peer address; "" for a host not in the swarm"""
+    direct: _builtins.bool
+    """Send the bytes even if a peer holds them (the asker failed to get them from peers).
+    Without it an owner may answer `busy` with retry_after_ms 0 and the holders to ask.
+    """
     def __init__(
         self,
         *,
@@ -215,10 +220,11 @@ class FetchRequest(_message.Message):
         first_index: _builtins.int = ...,
         ids: _builtins.bytes = ...,
         requester: _builtins.str = ...,
+        direct: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "first_index", b"first_index", "ids", b"ids", "requester", b"requester"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "direct", b"direct", "first_index", b"first_index", "ids", b"ids", "requester", b"requester"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -233,6 +239,7 @@ class Busy(_message.Message):
     RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
     chunk_count: _builtins.int
     retry_after_ms: _builtins.int
+    """0: a redirect, the holders have (or are getting) these chunks: ask them now."""
     @_builtins.property
     def holders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Holder]:
         """where else the chunks may be found"""

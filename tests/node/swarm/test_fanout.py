@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,3 +109,32 @@ def test_without_p2p_every_byte_comes_from_the_origin(root: Path) -> None:
             assert pull_all(edges, "lib/app", digest) == [digest] * 2
             assert origin.sent() - before >= 2 * len(data)
             assert all(e.received("peer") == 0 for e in edges)
+
+
+def test_a_peer_serving_wrong_bytes_is_put_aside_and_the_pull_succeeds(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        pusher = Edge(root, "pusher", origin)
+        with stopping(pusher):
+            data = os.urandom(16 * MiB)
+            digest = pusher.push("lib/app", data)
+        port_file = root / "evil.port"
+        log = (root / "evil.log").open("wb")
+        evil = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("evil_peer.py")), origin.target,
+             digest, str(port_file)], stdout=log, stderr=log, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not port_file.exists() or not port_file.read_text().endswith("\n"):
+                assert evil.poll() is None, (root / "evil.log").read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            edge = Edge(root, "victim", origin)
+            with stopping(edge):
+                assert edge.pull("lib/app", digest) == digest
+                assert edge.counter("shoal_edge_rejected_chunks_total") >= 1
+                assert edge.received("owner") >= len(data) - 4 * MiB
+        finally:
+            os.kill(evil.pid, signal.SIGKILL)
+            evil.wait(20)
+            log.close()
