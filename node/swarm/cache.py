@@ -174,24 +174,19 @@ class ChunkCache:
                  if e.segment in self._segments}
 
         def run() -> list[StoredChunk | int]:
+            # Chunks of one segment are read with one open and one pread per run of
+            # neighbours (a piece landed in order lies in a few segments, back to back).
             out: list[StoredChunk | int] = []
-            for cid, e in zip(ids, entries, strict=True):
-                path = paths.get(e.segment)
-                try:
-                    if path is None:
-                        raise FileNotFoundError(e.segment)
-                    fd = os.open(path, os.O_RDONLY)
-                    try:
-                        data = os.pread(fd, e.stored_length, e.offset)
-                    finally:
-                        os.close(fd)
-                except FileNotFoundError:
-                    out.append(e.segment)
-                    continue
-                if len(data) != e.stored_length or checksum(data) != e.check:
-                    out.append(e.segment)
-                    continue
-                out.append(StoredChunk(cid, e.codec, e.raw_length, data))
+            at = 0
+            while at < len(entries):
+                number = entries[at].segment
+                stop = at + 1
+                while (stop < len(entries) and entries[stop].segment == number
+                       and entries[stop].offset == entries[stop - 1].offset
+                       + entries[stop - 1].stored_length):
+                    stop += 1
+                out.extend(_read_run(paths.get(number), ids[at:stop], entries[at:stop]))
+                at = stop
             return out
 
         found = await asyncio.to_thread(run)
@@ -221,6 +216,8 @@ class ChunkCache:
     async def evict(self) -> None:
         """Drop least recently used segments none of whose chunks is pinned, until the
         cache fits its limit (pinned chunks may hold it over for a while)."""
+        if self.size <= self.limit:
+            return
         doomed: list[Path] = []
         for number in list(self._segments):
             if self.size <= self.limit:
@@ -259,3 +256,29 @@ async def _unlink(paths: list[Path]) -> None:
             path.unlink(missing_ok=True)
 
     await asyncio.to_thread(run)
+
+
+def _read_run(path: Path | None, ids: Sequence[bytes], run: Sequence[_Entry]
+              ) -> list[StoredChunk | int]:
+    """Chunks lying back to back in one segment, each checked; the segment's number in
+    place of a chunk that is gone or damaged."""
+    number = run[0].segment
+    start = run[0].offset
+    try:
+        if path is None:
+            raise FileNotFoundError(number)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            span = os.pread(fd, run[-1].offset + run[-1].stored_length - start, start)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return [number] * len(run)
+    out: list[StoredChunk | int] = []
+    for cid, e in zip(ids, run, strict=True):
+        data = span[e.offset - start:e.offset - start + e.stored_length]
+        if len(data) != e.stored_length or checksum(data) != e.check:
+            out.append(number)
+        else:
+            out.append(StoredChunk(cid, e.codec, e.raw_length, data))
+    return out

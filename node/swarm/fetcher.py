@@ -169,7 +169,7 @@ class Download:
                 except NodeError as exc:
                     log.debug("holders of %s from %s: %s", self.digest, owner, exc)
                     continue
-                if found.chunk_count == self.count:
+                if found.chunk_count in (0, self.count):  # 0: nobody holds any of it
                     self._view = dict(found.holders)
                     self._wake.set()
                 return
