@@ -228,6 +228,9 @@ async def _gateway(args: argparse.Namespace) -> None:
 async def _edge(args: argparse.Namespace) -> None:
     from node.edge import serve_edge
 
+    host = args.peer_listen.rpartition(":")[0].strip("[]")
+    if args.advertise is None and host in ("", "0.0.0.0", "::"):
+        raise SystemExit("shoal: --peer-listen on every interface needs --advertise IP:PORT")
     await serve_edge(args.data, args.listen, args.peer_listen, args.origin,
                      _until_signalled(), advertise=args.advertise, p2p=not args.no_p2p,
                      cache_bytes=args.cache_size)
