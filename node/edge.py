@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from node.errors import InvalidArgument
-from node.recipe import Recipe
 from node.rpc.client import RemoteNode
 from node.rpc.options import GRPC_OPTIONS
 from node.swarm.announcer import OwnerDirectory, StaticOwners
@@ -30,26 +28,17 @@ from shoal.v1 import swarm_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-RECIPES_KEPT = 256          # recipes of recently pulled blobs (a 1 GiB layer's is ~2 MB)
 DEFAULT_CACHE_BYTES = 10 << 30
 
 
 class EdgeNode(RemoteNode):
+    """The origin's client API with blob bytes from the swarm. The recipe is asked of the
+    origin on every read (a few bytes per MiB of blob): a blob deleted there is gone here
+    too, whatever the cache still holds."""
+
     def __init__(self, swarm: EdgeSwarm, origin: str) -> None:
         super().__init__(origin)
         self.swarm = swarm
-        self._recipes: OrderedDict[str, Recipe] = OrderedDict()
-
-    async def get_recipe(self, digest: str) -> Recipe:
-        # Content-addressed: a digest's recipe never changes, so it can be kept.
-        recipe = self._recipes.get(digest)
-        if recipe is None:
-            recipe = await super().get_recipe(digest)
-            self._recipes[digest] = recipe
-            while len(self._recipes) > RECIPES_KEPT:
-                self._recipes.popitem(last=False)
-        self._recipes.move_to_end(digest)
-        return recipe
 
     async def read_blob(self, digest: str, offset: int = 0, length: int | None = None
                         ) -> AsyncIterator[bytes]:

@@ -19,8 +19,11 @@ import uvloop
 from nodetest import ApiHandle, NodeProcess
 
 from node.api import NodeAPI
+from node.edge import EdgeNode
 from node.local import LocalNode
 from node.rpc.client import RemoteNode
+from node.swarm.announcer import StaticOwners
+from node.swarm.edge_swarm import EdgeSwarm
 
 
 async def _run_with_apis(test: Any, kwargs: dict[str, Any]) -> None:
@@ -73,16 +76,25 @@ def node_process() -> Iterator[NodeProcess]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(params=["local", "remote"])
+@pytest.fixture(params=["local", "remote", "edge"])
 def api(request: pytest.FixtureRequest, scratch: Path) -> ApiHandle:
     """The NodeAPI under test: LocalNode on a scratch folder (verifying puts, as a node
-    serving gRPC does), or RemoteNode on a real node process."""
+    serving gRPC does), RemoteNode on a real node process, or an edge of that node
+    (blob reads through its cache and swarm fetches)."""
     if request.param == "local":
         async def open_local() -> NodeAPI:
             return await LocalNode.open(scratch / "data", verify_puts=True)
 
         return ApiHandle("local", open_local)
     proc: NodeProcess = request.getfixturevalue("node_process")
+    if request.param == "edge":
+        async def open_edge() -> NodeAPI:
+            swarm = EdgeSwarm(scratch / "cache", 64 << 20, StaticOwners([proc.target]), "",
+                              p2p=False)
+            await swarm.open()
+            return EdgeNode(swarm, proc.target)
+
+        return ApiHandle("edge", open_edge)
 
     async def open_remote() -> NodeAPI:
         return RemoteNode(proc.target)

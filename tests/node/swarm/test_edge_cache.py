@@ -71,3 +71,18 @@ def test_a_full_cache_evicts_and_still_serves_pulls(root: Path) -> None:
             assert edge.pull("lib/a", a) == a
             assert edge.pull("lib/b", b) == b
             assert edge.counter("shoal_edge_cache_bytes") <= 10 * MiB
+
+
+def test_an_edge_that_stops_is_no_longer_listed(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        edge = Edge(root, "edge", origin)
+        with stopping(edge):
+            digest = edge.push("lib/a", os.urandom(2 * MiB))
+            assert edge.pull("lib/a", digest) == digest
+            deadline = time.monotonic() + 20
+            while held_by(origin, edge, digest) == 0:
+                assert time.monotonic() < deadline, "never announced"
+                time.sleep(0.1)
+        assert edge.proc.returncode == 0
+        assert held_by(origin, edge, digest) == 0  # it said it was leaving

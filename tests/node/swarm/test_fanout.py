@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from swarmtest import Edge, Origin, stopping
+from swarmtest import Edge, Origin, metric, stopping
 
 MiB = 1 << 20
 
@@ -77,6 +77,7 @@ def test_an_edge_killed_mid_transfer_costs_the_others_nothing(root: Path) -> Non
                     if victim.received("owner") + victim.received("peer") > 0:
                         victim.kill()
                         return
+                    time.sleep(0.01)
 
             killer = threading.Thread(target=kill_once_it_holds_something)
             killer.start()
@@ -138,3 +139,14 @@ def test_a_peer_serving_wrong_bytes_is_put_aside_and_the_pull_succeeds(root: Pat
             os.kill(evil.pid, signal.SIGKILL)
             evil.wait(20)
             log.close()
+
+
+def test_an_origin_at_its_cap_answers_busy_and_every_pull_completes(root: Path) -> None:
+    origin = Origin(root, "--serve-limit", "1")
+    with stopping(origin):
+        edges = [Edge(root, f"edge{i}", origin, "--no-p2p") for i in range(3)]
+        with stopping(*edges):
+            data = os.urandom(12 * MiB)
+            digest = edges[0].push("lib/app", data)
+            assert pull_all(edges, "lib/app", digest) == [digest] * 3
+            assert metric(origin.metrics_url, "shoal_peer_busy_total") > 0
