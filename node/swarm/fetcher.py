@@ -40,6 +40,7 @@ MAX_FETCHES = 6             # pieces in flight for one pull
 HOLDERS_EVERY = 0.5         # seconds between holder-list refreshes while pieces are missing
 TICK = 0.25                 # the scheduler looks again at least this often
 OWNER_GIVE_UP = 8           # owner failures in a row (not busy answers) that fail the pull
+STALL_LIMIT = 300.0         # seconds without a chunk landing (all busy, say) that fail it
 READ_PIECE = 1 << 20
 
 
@@ -67,6 +68,7 @@ class Download:
         self._refreshing: asyncio.Task[None] | None = None
         self._refresh_at = 0.0
         self._owner_failures = 0
+        self._progress = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
 
@@ -85,6 +87,7 @@ class Download:
 
     def _ensure_running(self) -> None:
         if self.error is None and (self._task is None or self._task.done()):
+            self._progress = time.monotonic()
             self._task = asyncio.create_task(self._run())
 
     def _fail(self, exc: BaseException) -> None:
@@ -114,6 +117,9 @@ class Download:
             while not all(p.done.is_set() for p in self.pieces):
                 self._wake.clear()
                 now = time.monotonic()
+                if now - self._progress > STALL_LIMIT and self._readers:
+                    raise Unavailable(f"no chunk of {self.digest} came for "
+                                      f"{STALL_LIMIT:.0f} s")
                 self._pin()
                 if self.swarm.p2p and now >= self._refresh_at and self._refreshing is None:
                     first = self._refresh_at == 0.0
@@ -245,6 +251,7 @@ class Download:
         await swarm.cache.write(chunks)
         bits = swarm.cache.mark(self.digest, self.count, piece.next, expected)
         piece.next += len(chunks)
+        self._progress = time.monotonic()
         swarm.counters.received[source] += sum(len(c.data) for c in chunks)
         swarm.gained(self.digest, self.count, bits)
 
@@ -262,6 +269,7 @@ class Download:
         try:
             for piece in self.pieces[first:last + 1]:
                 self._readers[token] = piece.index
+                self._progress = time.monotonic()  # a reader moving on is progress too
                 self._wake.set()
                 data = await self._piece_bytes(piece)
                 base = self._starts[piece.index]
