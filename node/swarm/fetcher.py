@@ -40,6 +40,7 @@ MAX_FETCHES = 6             # pieces in flight for one pull
 HOLDERS_EVERY = 0.5         # seconds between holder-list refreshes while pieces are missing
 TICK = 0.25                 # the scheduler looks again at least this often
 OWNER_GIVE_UP = 8           # owner failures in a row (not busy answers) that fail the pull
+REDIRECT_PAUSE = 1.0        # seconds an owner that redirected a piece is not asked for it
 STALL_LIMIT = 300.0         # seconds without a chunk landing (all busy, say) that fail it
 READ_PIECE = 1 << 20
 
@@ -201,12 +202,16 @@ class Download:
             if owner:
                 self._owner_failures = 0
         except Busy as busy:
+            now = time.monotonic()
             if busy.retry_after > 0:
                 swarm.sources.put_aside(address, busy.retry_after * random.uniform(0.5, 1.5))
+            elif owner:
+                # A redirect: wait for the holders' streams rather than ask again at once.
+                piece.avoid[address] = now + REDIRECT_PAUSE
             if swarm.p2p and busy.holders.chunk_count == self.count:
                 self._view.update(busy.holders.holders)
-            now = time.monotonic()
-            if owner and all(swarm.sources.aside(a, now) for a, _ in busy.holders.holders):
+            holders = busy.holders.holders
+            if owner and holders and all(swarm.sources.aside(a, now) for a, _ in holders):
                 piece.direct = True  # sent back to peers we already gave up on
         except NotFound as exc:
             piece.direct = True
@@ -236,7 +241,7 @@ class Download:
         except Exception as exc:
             self._fail(exc)
         finally:
-            swarm.sources.inflight[address] -= 1
+            swarm.sources.done(address)
             swarm.cache.settle(ids)
             piece.fetching = False
             self._wake.set()

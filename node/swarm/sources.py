@@ -18,6 +18,7 @@ PER_PEER = 2                # streams open to one peer: enough to hide a round t
 PER_OWNER = 2               # streams open to one owner from this edge: owners are shared
 BAN_BAD = 120.0             # seconds aside for a source whose bytes failed their hash
 BAN_DEAD = 10.0             # seconds aside for a source that failed or hung
+MAX_ASIDE = 1024            # addresses remembered as aside; expired ones pruned past it
 AVOID_PIECE = 5.0           # a source lacking a piece is not asked for it again meanwhile
 
 
@@ -26,9 +27,17 @@ class Sources:
         self.inflight: Counter[str] = Counter()
         self._aside: dict[str, float] = {}
 
+    def done(self, address: str) -> None:
+        """A stream to `address` ended."""
+        self.inflight[address] -= 1
+        if self.inflight[address] <= 0:
+            del self.inflight[address]
+
     def put_aside(self, address: str, seconds: float) -> None:
-        until = time.monotonic() + seconds
-        self._aside[address] = max(until, self._aside.get(address, 0.0))
+        now = time.monotonic()
+        if len(self._aside) >= MAX_ASIDE:
+            self._aside = {a: t for a, t in self._aside.items() if t > now}
+        self._aside[address] = max(now + seconds, self._aside.get(address, 0.0))
 
     def aside(self, address: str, now: float) -> bool:
         return self._aside.get(address, 0.0) > now
