@@ -9,7 +9,6 @@ a gRPC Peer service that serves the cache to other edges.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -33,8 +32,8 @@ DEFAULT_CACHE_BYTES = 10 << 30
 
 class EdgeNode(RemoteNode):
     """The origin's client API with blob bytes from the swarm. The recipe is asked of the
-    origin on every read (a few bytes per MiB of blob): a blob deleted there is gone here
-    too, whatever the cache still holds."""
+    origin on every read (36 bytes per ~20 KiB chunk, under 0.2 % of the blob): a blob
+    deleted there is gone here too, whatever the cache still holds."""
 
     def __init__(self, swarm: EdgeSwarm, origin: str) -> None:
         super().__init__(origin)
@@ -104,4 +103,3 @@ async def serve_edge(data: Path, listen: tuple[str, int], peer_listen: str,
     finally:
         await node.close()
         await server.stop(2.0)
-        await asyncio.sleep(0)
