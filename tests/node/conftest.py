@@ -76,6 +76,21 @@ def node_process() -> Iterator[NodeProcess]:
             shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def edge_origin() -> Iterator[NodeProcess]:
+    """The origin of the edge under test: a node of its own, as tests that reuse data
+    expect a node that has not seen it (the remote tests run on `node_process`)."""
+    path = Path(tempfile.mkdtemp(prefix="shoal-edge-origin-"))
+    proc = NodeProcess(path / "data", path).start()
+    try:
+        yield proc
+    finally:
+        try:
+            proc.stop()
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(params=["local", "remote", "edge"])
 def api(request: pytest.FixtureRequest, scratch: Path) -> ApiHandle:
     """The NodeAPI under test: LocalNode on a scratch folder (verifying puts, as a node
@@ -86,15 +101,17 @@ def api(request: pytest.FixtureRequest, scratch: Path) -> ApiHandle:
             return await LocalNode.open(scratch / "data", verify_puts=True)
 
         return ApiHandle("local", open_local)
-    proc: NodeProcess = request.getfixturevalue("node_process")
     if request.param == "edge":
+        origin: NodeProcess = request.getfixturevalue("edge_origin")
+
         async def open_edge() -> NodeAPI:
-            swarm = EdgeSwarm(scratch / "cache", 64 << 20, StaticOwners([proc.target]), "",
+            swarm = EdgeSwarm(scratch / "cache", 64 << 20, StaticOwners([origin.target]), "",
                               p2p=False)
             await swarm.open()
-            return EdgeNode(swarm, proc.target)
+            return EdgeNode(swarm, origin.target)
 
         return ApiHandle("edge", open_edge)
+    proc: NodeProcess = request.getfixturevalue("node_process")
 
     async def open_remote() -> NodeAPI:
         return RemoteNode(proc.target)
