@@ -52,6 +52,7 @@ class Announcer:
         # its first chunk lands, and can list it as soon as it serves it), then every
         # owner announced to.
         self._owners: set[str] = set(seeds)
+        self._synced: set[str] = set()  # owners that have this edge's whole state
         self._wake = asyncio.Event()
         self._wake.set()
         self._task: asyncio.Task[None] | None = None
@@ -94,15 +95,21 @@ class Announcer:
         for owner, holdings in by_owner.items():
             self._owners.add(owner)
             try:
-                if await self._client.announce(owner, self.address, holdings):
+                unsynced = owner not in self._synced
+                if unsynced or await self._client.announce(owner, self.address, holdings):
                     await self._resync(owner)
             except NodeError as exc:
-                # Soft state: the next heartbeat that gets through asks for a full resend.
+                # Soft state: what failed to go is sent whole once the owner answers again.
+                self._synced.discard(owner)
                 log.info("announce to %s failed: %s", owner, exc)
 
     async def _resync(self, owner: str) -> None:
+        """Send everything this edge holds of the owner's blobs, replacing what the owner
+        had: on the first contact (an edge restarted under the same address must not stay
+        listed for what its wiped cache held), when asked, and after a failed announce."""
         mine = [h for h in self._everything() if owner in self._directory.owners_of(h.digest)]
         await self._client.announce(owner, self.address, mine, full=True)
+        self._synced.add(owner)
 
     async def close(self) -> None:
         """Stop, and tell the owners this edge serves nothing any more."""

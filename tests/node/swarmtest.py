@@ -110,10 +110,12 @@ class Origin(Proc):
 
 
 class Edge(Proc):
-    def __init__(self, root: Path, name: str, origin: Origin, *extra: str) -> None:
+    def __init__(self, root: Path, name: str, origin: Origin, *extra: str,
+                 like: Edge | None = None) -> None:
+        """An edge on free ports, or on those of `like` (a restart)."""
         self.name = name
-        self.http = f"127.0.0.1:{free_port()}"
-        self.peer = f"127.0.0.1:{free_port()}"
+        self.http = like.http if like is not None else f"127.0.0.1:{free_port()}"
+        self.peer = like.peer if like is not None else f"127.0.0.1:{free_port()}"
         super().__init__(["edge", "--data", str(root / name), "--listen", self.http,
                           "--peer-listen", self.peer, "--origin", origin.target, *extra],
                          root / f"{name}.log")

@@ -86,3 +86,24 @@ def test_an_edge_that_stops_is_no_longer_listed(root: Path) -> None:
                 time.sleep(0.1)
         assert edge.proc.returncode == 0
         assert held_by(origin, edge, digest) == 0  # it said it was leaving
+
+
+def test_an_edge_restarted_after_a_crash_is_not_listed_for_what_it_lost(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        edge = Edge(root, "edge", origin)
+        with stopping(edge):
+            digest = edge.push("lib/a", os.urandom(2 * MiB))
+            assert edge.pull("lib/a", digest) == digest
+            deadline = time.monotonic() + 20
+            while held_by(origin, edge, digest) == 0:
+                assert time.monotonic() < deadline, "never announced"
+                time.sleep(0.1)
+            edge.kill()
+        again = Edge(root, "edge", origin, like=edge)  # its cache wiped, its lease alive
+        with stopping(again):
+            deadline = time.monotonic() + 20
+            while held_by(origin, again, digest) > 0:
+                assert time.monotonic() < deadline, "still listed for a wiped cache"
+                time.sleep(0.1)
+            assert again.pull("lib/a", digest) == digest

@@ -62,6 +62,9 @@ async def test_changes_are_merged_and_a_forgotten_edge_resends_everything() -> N
     client = Recorder()
     everything = [Holding("sha256:x", 8, gained=0b1111_1111)]
     announcer = Announcer(client, StaticOwners(["o:1"]), "me:1", lambda: everything, ["o:1"])
+    await announcer._flush()  # first contact: the whole state, replacing any stale one
+    assert client.calls == [("o:1", everything, True)]
+    client.calls.clear()
     announcer.gained("sha256:x", 8, 0b0011)
     announcer.dropped([Holding("sha256:x", 8, dropped=0b0001)])
     announcer.gained("sha256:x", 8, 0b0100)
