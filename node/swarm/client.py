@@ -82,11 +82,13 @@ class SwarmClient:
             await channel.close(None)
         await asyncio.gather(*self._closing, return_exceptions=True)
 
-    async def holders(self, owner: str, digest: str, exclude: str) -> HolderList:
+    async def holders(self, owner: str, digest: str, exclude: str,
+                      unreachable: Sequence[str] = ()) -> HolderList:
         stub = swarm_pb2_grpc.SwarmStub(self._channel(owner))
+        request = swarm_pb2.HoldersRequest(digest=digest, exclude=exclude,
+                                           unreachable=list(unreachable))
         try:
-            reply = await stub.Holders(swarm_pb2.HoldersRequest(digest=digest, exclude=exclude),
-                                       timeout=UNARY_DEADLINE)
+            reply = await stub.Holders(request, timeout=UNARY_DEADLINE)
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from None
         return _holder_list(reply.chunk_count, reply.holders)

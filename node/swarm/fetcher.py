@@ -29,7 +29,7 @@ from node.errors import DataLoss, NodeError, NotFound, Unavailable
 from node.recipe import Recipe
 from node.swarm.client import Busy
 from node.swarm.pieces import Piece, plan
-from node.swarm.sources import AVOID_PIECE, BAN_BAD, BAN_DEAD, rarity
+from node.swarm.sources import AVOID_PIECE, BAN_BAD, rarity
 
 if TYPE_CHECKING:
     from node.swarm.edge_swarm import EdgeSwarm
@@ -169,10 +169,11 @@ class Download:
 
     async def _refresh(self) -> None:
         try:
+            dead = self.swarm.sources.reports()
             for owner in self.swarm.owners.owners_of(self.digest):
                 try:
                     found = await self.swarm.client.holders(owner, self.digest,
-                                                            self.swarm.address)
+                                                            self.swarm.address, dead)
                 except NodeError as exc:
                     log.debug("holders of %s from %s: %s", self.digest, owner, exc)
                     continue
@@ -232,7 +233,10 @@ class Download:
             swarm.counters.source_failures += 1
             log.info("fetch from %s failed after %d chunks of piece %d: %s", address,
                      piece.next - piece.first, piece.index, exc)
-            swarm.sources.put_aside(address, BAN_DEAD if not owner else 0.5)
+            if owner:
+                swarm.sources.put_aside(address, 0.5)
+            else:
+                swarm.sources.unreachable(address)
             self._view.pop(address, None)
             if owner:
                 self._owner_failures += 1

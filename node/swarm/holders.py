@@ -22,6 +22,7 @@ MAX_HOLDERS = 4096              # edges tracked at once; the least recently hear
 MAX_BLOBS_PER_HOLDER = 4096     # an edge announcing more loses its least recent blobs
 MAX_CHUNK_COUNT = 1 << 22       # a recipe of 4 Mi chunks is a ~80 GiB blob
 DEFAULT_LIMIT = 32              # holders per answer: enough to spread load, small to send
+MAX_SUSPECTS = 1024
 
 
 def to_bits(packed: bytes, count: int) -> int:
@@ -57,6 +58,7 @@ class HolderBook:
         self._clock = clock
         self._holders: OrderedDict[str, _Holder] = OrderedDict()  # least recently heard first
         self._by_blob: dict[str, set[str]] = {}
+        self._suspects: dict[str, float] = {}  # holder -> when it is dropped unless heard
 
     def __len__(self) -> int:
         return len(self._holders)
@@ -76,6 +78,7 @@ class HolderBook:
                 self._forget(next(iter(self._holders)))
         entry.seen = self._clock()
         self._holders.move_to_end(holder)
+        self._suspects.pop(holder, None)
         for h in holdings:
             if not 0 < h.chunk_count <= MAX_CHUNK_COUNT:
                 continue
@@ -93,6 +96,15 @@ class HolderBook:
                 old, _ = entry.blobs.popitem(last=False)
                 self._unlist(old, holder)
         return known or full
+
+    def suspect(self, holder: str) -> None:
+        """A fetcher could not reach `holder`: drop it unless it announces within half a
+        lease (edges heartbeat every third of one). A false report costs a live holder
+        nothing."""
+        if holder in self._holders and holder not in self._suspects:
+            if len(self._suspects) >= MAX_SUSPECTS:
+                return
+            self._suspects[holder] = self._clock() + self.lease / 2
 
     def leave(self, holder: str) -> None:
         if holder in self._holders:
@@ -127,7 +139,13 @@ class HolderBook:
         return count, out
 
     def _expire(self) -> None:
-        cutoff = self._clock() - self.lease
+        now = self._clock()
+        for name, until in list(self._suspects.items()):
+            if until <= now:
+                del self._suspects[name]
+                if name in self._holders:
+                    self._forget(name)
+        cutoff = now - self.lease
         while self._holders:
             name, entry = next(iter(self._holders.items()))
             if entry.seen >= cutoff:
@@ -135,6 +153,7 @@ class HolderBook:
             self._forget(name)
 
     def _forget(self, holder: str) -> None:
+        self._suspects.pop(holder, None)
         entry = self._holders.pop(holder)
         for digest in entry.blobs:
             self._unlist(digest, holder)

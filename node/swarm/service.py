@@ -81,6 +81,8 @@ class SwarmService(swarm_pb2_grpc.SwarmServicer):
     async def Holders(self, request: swarm_pb2.HoldersRequest, context: Ctx
                       ) -> swarm_pb2.HoldersResponse:
         limit = min(request.limit or DEFAULT_LIMIT, 256)
+        for holder in request.unreachable[:16]:
+            self.book.suspect(holder)
         count, holders = holders_pb(self.book, request.digest, request.exclude, limit)
         return swarm_pb2.HoldersResponse(chunk_count=count, holders=holders)
 

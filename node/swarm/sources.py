@@ -26,6 +26,18 @@ class Sources:
     def __init__(self) -> None:
         self.inflight: Counter[str] = Counter()
         self._aside: dict[str, float] = {}
+        self._report: set[str] = set()
+
+    def unreachable(self, address: str) -> None:
+        """`address` failed or hung: put aside, and reported to owners once."""
+        self.put_aside(address, BAN_DEAD)
+        if len(self._report) < MAX_ASIDE:
+            self._report.add(address)
+
+    def reports(self) -> list[str]:
+        """Peers found unreachable since the last call, for the owners' holder books."""
+        found, self._report = sorted(self._report), set()
+        return found
 
     def done(self, address: str) -> None:
         """A stream to `address` ended."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import chunks_pb2 as shoal_dot_v1_dot_chunks__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/swarm.proto\x12\x08shoal.v1\x1a\x15shoal/v1/chunks.proto\"T\n\x0c\x42lobHoldings\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\r\x12\x0e\n\x06gained\x18\x03 \x01(\x0c\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x0c\"g\n\x0f\x41nnounceRequest\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12%\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x16.shoal.v1.BlobHoldings\x12\x0f\n\x07leaving\x18\x03 \x01(\x08\x12\x0c\n\x04\x66ull\x18\x04 \x01(\x08\"9\n\x10\x41nnounceResponse\x12\x0e\n\x06resync\x18\x01 \x01(\x08\x12\x15\n\rlease_seconds\x18\x02 \x01(\r\"@\n\x0eHoldersRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0f\n\x07\x65xclude\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"\'\n\x06Holder\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04held\x18\x02 \x01(\x0c\"I\n\x0fHoldersResponse\x12\x13\n\x0b\x63hunk_count\x18\x01 \x01(\r\x12!\n\x07holders\x18\x02 \x03(\x0b\x32\x10.shoal.v1.Holder\"c\n\x0c\x46\x65tchRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_index\x18\x02 \x01(\r\x12\x0b\n\x03ids\x18\x03 \x01(\x0c\x12\x11\n\trequester\x18\x04 \x01(\t\x12\x0e\n\x06\x64irect\x18\x05 \x01(\x08\"V\n\x04\x42usy\x12!\n\x07holders\x18\x01 \x03(\x0b\x32\x10.shoal.v1.Holder\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\r\x12\x16\n\x0eretry_after_ms\x18\x03 \x01(\r\"N\n\rFetchResponse\x12\x1f\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x0f.shoal.v1.Chunk\x12\x1c\n\x04\x62usy\x18\x02 \x01(\x0b\x32\x0e.shoal.v1.Busy2\x8a\x01\n\x05Swarm\x12\x41\n\x08\x41nnounce\x12\x19.shoal.v1.AnnounceRequest\x1a\x1a.shoal.v1.AnnounceResponse\x12>\n\x07Holders\x12\x18.shoal.v1.HoldersRequest\x1a\x19.shoal.v1.HoldersResponse2B\n\x04Peer\x12:\n\x05\x46\x65tch\x12\x16.shoal.v1.FetchRequest\x1a\x17.shoal.v1.FetchResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/swarm.proto\x12\x08shoal.v1\x1a\x15shoal/v1/chunks.proto\"T\n\x0c\x42lobHoldings\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\r\x12\x0e\n\x06gained\x18\x03 \x01(\x0c\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x0c\"g\n\x0f\x41nnounceRequest\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12%\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x16.shoal.v1.BlobHoldings\x12\x0f\n\x07leaving\x18\x03 \x01(\x08\x12\x0c\n\x04\x66ull\x18\x04 \x01(\x08\"9\n\x10\x41nnounceResponse\x12\x0e\n\x06resync\x18\x01 \x01(\x08\x12\x15\n\rlease_seconds\x18\x02 \x01(\r\"U\n\x0eHoldersRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0f\n\x07\x65xclude\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x13\n\x0bunreachable\x18\x04 \x03(\t\"\'\n\x06Holder\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04held\x18\x02 \x01(\x0c\"I\n\x0fHoldersResponse\x12\x13\n\x0b\x63hunk_count\x18\x01 \x01(\r\x12!\n\x07holders\x18\x02 \x03(\x0b\x32\x10.shoal.v1.Holder\"c\n\x0c\x46\x65tchRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_index\x18\x02 \x01(\r\x12\x0b\n\x03ids\x18\x03 \x01(\x0c\x12\x11\n\trequester\x18\x04 \x01(\t\x12\x0e\n\x06\x64irect\x18\x05 \x01(\x08\"V\n\x04\x42usy\x12!\n\x07holders\x18\x01 \x03(\x0b\x32\x10.shoal.v1.Holder\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\r\x12\x16\n\x0eretry_after_ms\x18\x03 \x01(\r\"N\n\rFetchResponse\x12\x1f\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x0f.shoal.v1.Chunk\x12\x1c\n\x04\x62usy\x18\x02 \x01(\x0b\x32\x0e.shoal.v1.Busy2\x8a\x01\n\x05Swarm\x12\x41\n\x08\x41nnounce\x12\x19.shoal.v1.AnnounceRequest\x1a\x1a.shoal.v1.AnnounceResponse\x12>\n\x07Holders\x12\x18.shoal.v1.HoldersRequest\x1a\x19.shoal.v1.HoldersResponse2B\n\x04Peer\x12:\n\x05\x46\x65tch\x12\x16.shoal.v1.FetchRequest\x1a\x17.shoal.v1.FetchResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,19 +39,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ANNOUNCERESPONSE']._serialized_start=248
   _globals['_ANNOUNCERESPONSE']._serialized_end=305
   _globals['_HOLDERSREQUEST']._serialized_start=307
-  _globals['_HOLDERSREQUEST']._serialized_end=371
-  _globals['_HOLDER']._serialized_start=373
-  _globals['_HOLDER']._serialized_end=412
-  _globals['_HOLDERSRESPONSE']._serialized_start=414
-  _globals['_HOLDERSRESPONSE']._serialized_end=487
-  _globals['_FETCHREQUEST']._serialized_start=489
-  _globals['_FETCHREQUEST']._serialized_end=588
-  _globals['_BUSY']._serialized_start=590
-  _globals['_BUSY']._serialized_end=676
-  _globals['_FETCHRESPONSE']._serialized_start=678
-  _globals['_FETCHRESPONSE']._serialized_end=756
-  _globals['_SWARM']._serialized_start=759
-  _globals['_SWARM']._serialized_end=897
-  _globals['_PEER']._serialized_start=899
-  _globals['_PEER']._serialized_end=965
+  _globals['_HOLDERSREQUEST']._serialized_end=392
+  _globals['_HOLDER']._serialized_start=394
+  _globals['_HOLDER']._serialized_end=433
+  _globals['_HOLDERSRESPONSE']._serialized_start=435
+  _globals['_HOLDERSRESPONSE']._serialized_end=508
+  _globals['_FETCHREQUEST']._serialized_start=510
+  _globals['_FETCHREQUEST']._serialized_end=609
+  _globals['_BUSY']._serialized_start=611
+  _globals['_BUSY']._serialized_end=697
+  _globals['_FETCHRESPONSE']._serialized_start=699
+  _globals['_FETCHRESPONSE']._serialized_end=777
+  _globals['_SWARM']._serialized_start=780
+  _globals['_SWARM']._serialized_end=918
+  _globals['_PEER']._serialized_start=920
+  _globals['_PEER']._serialized_end=986
 # @@protoc_insertion_point(module_scope)

@@ -125,21 +125,29 @@ class HoldersRequest(_message.Message):
     DIGEST_FIELD_NUMBER: _builtins.int
     EXCLUDE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    UNREACHABLE_FIELD_NUMBER: _builtins.int
     digest: _builtins.str
     exclude: _builtins.str
     """the asker's own address, left out of the answer"""
     limit: _builtins.int
     """at most this many holders (0: the owner's default)"""
+    @_builtins.property
+    def unreachable(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Holders the asker failed to reach: the owner drops them unless they announce again
+        within a few seconds (a live one heartbeats well within that).
+        """
+
     def __init__(
         self,
         *,
         digest: _builtins.str = ...,
         exclude: _builtins.str = ...,
         limit: _builtins.int = ...,
+        unreachable: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "exclude", b"exclude", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "exclude", b"exclude", "limit", b"limit", "unreachable", b"unreachable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

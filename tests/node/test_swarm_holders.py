@@ -92,3 +92,18 @@ def test_bitmaps_on_the_wire_are_lsb_first_and_trimmed() -> None:
     assert from_bits(0b1_0000_0001, 9) == b"\x01\x01"
     assert to_bits(b"\xff\xff", 9) == 0x1FF
     assert to_bits(b"", 5) == 0
+
+
+def test_a_holder_reported_unreachable_goes_unless_it_heartbeats() -> None:
+    clock = Clock()
+    book = HolderBook(lease=10, clock=clock)
+    for name in ("dead:1", "live:1"):
+        book.announce(name, [Holding("sha256:x", 2, gained=0b11)], full=True)
+    book.suspect("dead:1")
+    book.suspect("live:1")
+    clock.now = 3
+    book.announce("live:1", [])
+    clock.now = 6
+    assert [a for a, _ in book.holders("sha256:x")[1]] == ["live:1"]
+    clock.now = 14
+    assert [a for a, _ in book.holders("sha256:x")[1]] == []  # its lease ran out
