@@ -89,7 +89,10 @@ class EdgeSwarm:
             async for piece in download.read(offset, end):
                 yield piece
         finally:
-            if download.readers == 0 and self._downloads.get(digest) is download:
-                del self._downloads[digest]
+            if download.readers == 0:
+                # The last reader of a pull ends it (one that failed may have been replaced
+                # meanwhile: it is closed all the same).
+                if self._downloads.get(digest) is download:
+                    del self._downloads[digest]
                 # Not cancelled with the reader that ends it: clean-up must finish.
                 await asyncio.shield(download.close())
