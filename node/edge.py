@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from node.errors import InvalidArgument
 from node.rpc.client import RemoteNode
 from node.rpc.options import GRPC_OPTIONS
-from node.swarm.announcer import OwnerDirectory, StaticOwners
+from node.swarm.directory import OwnerDirectory, StaticOwners
 from node.swarm.edge_swarm import EdgeSwarm
 from node.swarm.service import DEFAULT_SERVE_LIMIT, PeerService
 from shoal.v1 import swarm_pb2_grpc

@@ -10,34 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from node.errors import NodeError
 from node.swarm.client import SwarmClient
+from node.swarm.directory import OwnerDirectory
 from node.swarm.holders import LEASE_SECONDS, Holding
 
 log = logging.getLogger(__name__)
 
 ANNOUNCE_EVERY = 0.2        # batch landings this long: a few messages a second per edge
 HEARTBEAT_EVERY = LEASE_SECONDS / 3
-
-
-class OwnerDirectory(Protocol):
-    """Where a blob's owners are: the seam for the cluster's placement."""
-
-    def owners_of(self, digest: str) -> Sequence[str]:
-        """gRPC addresses of the nodes that own `digest`."""
-        ...
-
-
-class StaticOwners:
-    """Every blob owned by the same nodes: the `--origin` addresses."""
-
-    def __init__(self, addresses: Sequence[str]) -> None:
-        self.addresses = list(addresses)
-
-    def owners_of(self, digest: str) -> Sequence[str]:
-        return self.addresses
 
 
 class Announcer:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from node.recipe import Recipe
 from node.rpc.tls import TlsFiles
-from node.swarm.announcer import Announcer, OwnerDirectory
+from node.swarm.announcer import Announcer
 from node.swarm.cache import ChunkCache
 from node.swarm.client import SwarmClient
+from node.swarm.directory import OwnerDirectory
 from node.swarm.fetcher import Download
 from node.swarm.holders import Holding
 from node.swarm.pieces import PIECE_BYTES

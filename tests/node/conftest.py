@@ -22,7 +22,7 @@ from node.api import NodeAPI
 from node.edge import EdgeNode
 from node.local import LocalNode
 from node.rpc.client import RemoteNode
-from node.swarm.announcer import StaticOwners
+from node.swarm.directory import StaticOwners
 from node.swarm.edge_swarm import EdgeSwarm
 
 

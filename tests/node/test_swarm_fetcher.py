@@ -9,7 +9,7 @@ from nodetest import encode, random_bytes, recipe_of, sha256
 from swarmtest import free_port
 
 from node.errors import Unavailable
-from node.swarm.announcer import StaticOwners
+from node.swarm.directory import StaticOwners
 from node.swarm.edge_swarm import EdgeSwarm
 
 

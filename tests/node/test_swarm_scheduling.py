@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Sequence
 
 from node.recipe import Recipe
-from node.swarm.announcer import Announcer, StaticOwners
+from node.swarm.announcer import Announcer
 from node.swarm.client import SwarmClient
+from node.swarm.directory import StaticOwners
 from node.swarm.holders import Holding
 from node.swarm.pieces import plan
 from node.swarm.sources import PER_PEER, Sources, rarity
