@@ -96,6 +96,7 @@ class Download:
         self.error = exc
         for piece in self.pieces:
             piece.done.set()  # wake readers, who see `error`
+            piece.nudge()
 
     async def close(self) -> None:
         tasks = [t for t in (self._task, self._refreshing, *self._fetches) if t is not None]
@@ -193,13 +194,15 @@ class Download:
         swarm.cache.expect(ids)
         swarm.sources.inflight[address] += 1
         requester = swarm.address if swarm.p2p else ""
+        cursor = piece.next
         try:
-            async for chunks in swarm.client.fetch(address, self.digest, piece.next, ids,
+            async for chunks in swarm.client.fetch(address, self.digest, cursor, ids,
                                                    requester, owner and piece.direct):
-                await self._land(piece, chunks, source)
-            if piece.next < piece.end:
+                cursor = await self._land(piece, chunks, source, cursor)
+            if cursor < piece.end:
                 raise Unavailable(f"{address} ended its answer early")
             piece.done.set()
+            piece.nudge()
             if owner:
                 self._owner_failures = 0
         except Busy as busy:
@@ -250,24 +253,31 @@ class Download:
             piece.fetching = False
             self._wake.set()
 
-    async def _land(self, piece: Piece, chunks: list[StoredChunk], source: str) -> None:
-        start = piece.next - piece.first
+    async def _land(self, piece: Piece, chunks: list[StoredChunk], source: str,
+                    cursor: int) -> int:
+        """Check, cache and announce chunks that arrived for `piece` at recipe index
+        `cursor`; returns the index after them."""
+        start = cursor - piece.first
         expected = piece.ids[start:start + len(chunks)]
         if [c.id for c in chunks] != expected:
             raise DataLoss("answered with other chunks than asked")
         await asyncio.to_thread(_verify, chunks)
         swarm = self.swarm
         await swarm.cache.write(chunks)
-        bits = swarm.cache.mark(self.digest, self.count, piece.next, expected)
-        piece.next += len(chunks)
+        bits = swarm.cache.mark(self.digest, self.count, cursor, expected)
+        cursor += len(chunks)
+        piece.next = cursor
+        piece.nudge()
         self._progress = time.monotonic()
         swarm.counters.received[source] += sum(len(c.data) for c in chunks)
         swarm.gained(self.digest, self.count, bits)
+        return cursor
 
     # -- readers -------------------------------------------------------------------------
 
     async def read(self, offset: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes [offset, end) of the blob, in order, in pieces of about 1 MiB."""
+        """Bytes [offset, end) of the blob, in order, in pieces of at most READ_PIECE,
+        each piece streamed as its chunks land."""
         if offset >= end:
             return
         first = bisect.bisect_right(self._starts, offset) - 1
@@ -280,23 +290,29 @@ class Download:
                 self._readers[token] = piece.index
                 self._progress = time.monotonic()  # a reader moving on is progress too
                 self._wake.set()
-                data = await self._piece_bytes(piece)
                 base = self._starts[piece.index]
-                start = max(offset, base) - base
-                stop = min(end, base + piece.size) - base
-                for at in range(start, stop, READ_PIECE):
-                    yield data[at:min(at + READ_PIECE, stop)]
+                async for data in self._stream(piece, max(offset, base) - base,
+                                               min(end, base + piece.size) - base):
+                    yield data
         finally:
             del self._readers[token]
             self._wake.set()
 
-    async def _piece_bytes(self, piece: Piece) -> bytes:
-        while True:
-            await piece.done.wait()
+    async def _stream(self, piece: Piece, lo: int, hi: int) -> AsyncIterator[bytes]:
+        """Bytes [lo, hi) of `piece`, read from the cache as its chunks land."""
+        ends = list(accumulate(piece.lengths))
+        k = bisect.bisect_right(ends, lo)           # first chunk overlapping lo
+        stop = bisect.bisect_left(ends, hi) + 1     # one past the last overlapping hi - 1
+        while k < stop:
+            landed = piece.next - piece.first
             if self.error is not None:
                 raise Unavailable(f"pull of {self.digest} failed: {self.error}")
+            if landed <= k:
+                await piece.landed.wait()
+                continue
+            upto = min(stop, landed)
             try:
-                chunks = await self.swarm.cache.read(piece.ids)
+                chunks = await self.swarm.cache.read(piece.ids[k:upto])
             except NotFound:
                 # Evicted or damaged on disk since it landed: fetch it again.
                 piece.reset()
@@ -306,7 +322,11 @@ class Download:
                 continue
             if piece.local:
                 self.swarm.counters.received["cache"] += sum(len(c.data) for c in chunks)
-            return await asyncio.to_thread(_assemble, chunks)
+            data = await asyncio.to_thread(_assemble, chunks)
+            at = ends[k - 1] if k else 0
+            for x in range(max(lo, at) - at, min(hi, ends[upto - 1]) - at, READ_PIECE):
+                yield data[x:min(x + READ_PIECE, min(hi, ends[upto - 1]) - at)]
+            k = upto
 
     @property
     def readers(self) -> int:

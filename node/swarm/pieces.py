@@ -19,11 +19,14 @@ class Piece:
     end: int                    # one past its last chunk
     size: int                   # raw bytes
     ids: list[bytes]
+    lengths: list[int]
     next: int = 0               # first chunk not yet here: a retry resumes from it
     fetching: bool = False
     local: bool = False         # was already cached when the pull began
     direct: bool = False        # peers failed us for it: owners must send it, not redirect
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set (and replaced) whenever chunks land: readers stream a piece as it arrives.
+    landed: asyncio.Event = field(default_factory=asyncio.Event)
     # source -> monotonic time before which it is not asked again for this piece
     avoid: dict[str, float] = field(default_factory=dict)
 
@@ -41,17 +44,24 @@ class Piece:
         self.next = self.first
         self.done.clear()
 
+    def nudge(self) -> None:
+        """Wake the readers waiting for more of this piece."""
+        self.landed.set()
+        self.landed = asyncio.Event()
+
 
 def plan(recipe: Recipe, piece_bytes: int = PIECE_BYTES) -> list[Piece]:
     pieces: list[Piece] = []
     ids: list[bytes] = []
+    lengths: list[int] = []
     first = size = 0
     for index, (cid, length) in enumerate(recipe.entries()):
         ids.append(cid)
+        lengths.append(length)
         size += length
         if size >= piece_bytes:
-            pieces.append(Piece(len(pieces), first, index + 1, size, ids))
-            ids, first, size = [], index + 1, 0
+            pieces.append(Piece(len(pieces), first, index + 1, size, ids, lengths))
+            ids, lengths, first, size = [], [], index + 1, 0
     if ids:
-        pieces.append(Piece(len(pieces), first, len(recipe), size, ids))
+        pieces.append(Piece(len(pieces), first, len(recipe), size, ids, lengths))
     return pieces
