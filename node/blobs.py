@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import lmdb
 
 from node.api import BlobInfo
-from node.chunkstore import ChunkStore
 from node.digests import validate_digest
 from node.errors import InvalidArgument, NotFound
 from node.index import Index, fetch
 from node.recipe import Recipe
 
 
+class ChunkRefs(Protocol):
+    """Where a recipe's references on its chunks are kept (node.chunkstore.ChunkStore)."""
+
+    def add_refs(self, txn: lmdb.Transaction, recipe: Recipe, delta: int) -> None: ...
+
+
+class DetachedRefs:
+    """The references of a cluster member's recipes. A recipe lives on its blob's owners
+    and its chunks on theirs, mostly other nodes, so no local count could be right: the
+    chunks are not checked here (the cluster client checked them on their owners) and a
+    cluster finds garbage by marking what every node's recipes use."""
+
+    def add_refs(self, txn: lmdb.Transaction, recipe: Recipe, delta: int) -> None:
+        return None
+
+
 class BlobStore:
-    def __init__(self, index: Index, chunks: ChunkStore) -> None:
+    def __init__(self, index: Index, chunks: ChunkRefs) -> None:
         self._index = index
         self._chunks = chunks
         self._blobs = index.db("blobs")

@@ -213,6 +213,22 @@ class ChunkStore:
             out.append(chunk)
         return out
 
+    def get_available(self, ids: Sequence[bytes]) -> list[StoredChunk]:
+        """The chunks of `ids` this node can serve, verified, in order; the ones it lacks
+        or finds corrupt (reported as such) are left out. For a cluster reader, who asks
+        another member for what is missing."""
+        out = []
+        for cid, entry in zip(ids, self.entries(ids), strict=True):
+            if entry is None:
+                continue
+            try:
+                chunk = self._load(cid, entry)
+                self._check_stored(chunk, entry)
+            except (DataLoss, OSError):
+                continue
+            out.append(chunk)
+        return out
+
     def read_raw(self, ids: Sequence[bytes]) -> list[bytes | memoryview]:
         """The decoded bytes of each chunk, verified. Chunks that sit back to back in a
         pack (a blob written in order) are read with one pread."""
@@ -307,6 +323,65 @@ class ChunkStore:
         except DataLoss as exc:
             self._report_corrupt(chunk.id, entry, str(exc))
             raise
+
+    # -- scrub and repair ------------------------------------------------------------------
+
+    def ids_after(self, after: bytes, limit: int) -> list[bytes]:
+        """Up to `limit` stored chunk ids greater than `after`, in order: a scan in steps
+        that never holds a read transaction for long."""
+        def run(txn: lmdb.Transaction) -> list[bytes]:
+            out: list[bytes] = []
+            cursor = txn.cursor(db=self._chunks)
+            if not cursor.set_range(after):
+                return out
+            for k in cursor.iternext(keys=True, values=False):
+                k = bytes(k)
+                if k == after:
+                    continue
+                out.append(k)
+                if len(out) >= limit:
+                    break
+            return out
+
+        return self.index.read(run)
+
+    def scrub(self, ids: Sequence[bytes]) -> tuple[list[bytes], int]:
+        """Re-read `ids` and re-hash them with SHA-256, not just the checksum reads use;
+        the corrupt ones (reported in the `corrupt` table) and the bytes read."""
+        bad = []
+        read = 0
+        for cid, entry in zip(ids, self.entries(ids), strict=True):
+            if entry is None:
+                continue  # collected meanwhile
+            try:
+                chunk = self._load(cid, entry)
+                read += len(chunk.data)
+                self._check_stored(chunk, entry)
+                decode(chunk)
+            except DataLoss as exc:
+                self._report_corrupt(cid, entry, str(exc))
+                bad.append(cid)
+        return bad, read
+
+    def replace(self, chunks: Sequence[StoredChunk]) -> None:
+        """Store good copies of chunks found corrupt here (from another member): written
+        and fsynced, then the index points at them, keeping their references. DataLoss,
+        and nothing replaced, when a copy is no better."""
+        for chunk in chunks:
+            decode(chunk)
+        locations = self.packs.append([c.data for c in chunks], sync=True)
+
+        def run(txn: lmdb.Transaction) -> None:
+            for chunk, (pack, offset) in zip(chunks, locations, strict=True):
+                old = fetch(txn, chunk.id, self._chunks)
+                refs = ChunkEntry.unpack(old).refs if old is not None else 0
+                entry = ChunkEntry(pack, offset, len(chunk.data), chunk.raw_length,
+                                   chunk.codec, refs, checksum(chunk.data))
+                txn.put(chunk.id, entry.pack_bytes(), db=self._chunks)
+                txn.delete(chunk.id, db=self.index.db("corrupt"))
+
+        self.index.write(run)
+        log.info("%d corrupt chunks replaced by copies from other members", len(chunks))
 
     def _report_corrupt(self, cid: bytes, entry: ChunkEntry, why: str) -> None:
         log.error("corrupt chunk %s in pack %d at %d: %s", cid.hex(), entry.pack,

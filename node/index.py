@@ -36,7 +36,7 @@ TABLES = (
 
 INITIAL_MAP_SIZE = 1 << 30
 # Bumped whenever a table's encoding changes, so a node never misreads older data.
-FORMAT = b"shoal-index-1"
+FORMAT = b"shoal-index-2"
 
 
 def fetch(txn: lmdb.Transaction, k: bytes, db: Any) -> bytes | None:

@@ -22,8 +22,9 @@ from node.api import (
     StoredChunk,
     UploadInfo,
 )
-from node.blobs import BlobStore
+from node.blobs import BlobStore, ChunkRefs, DetachedRefs
 from node.chunkstore import ChunkStore
+from node.hlc import HybridClock
 from node.index import Index
 from node.packs import Packs
 from node.recipe import ChunkSlice, Recipe
@@ -64,18 +65,26 @@ class LocalNode:
     the checksum taken when they were written (node/codec.py says why not SHA-256).
     """
 
-    def __init__(self, data_dir: Path, verify_puts: bool = False) -> None:
+    def __init__(self, data_dir: Path, verify_puts: bool = False, member: bool = False
+                 ) -> None:
         self.data_dir = data_dir
         self.index = Index(data_dir / "index")
         self.packs = Packs(data_dir / "packs")
         self.chunks = ChunkStore(self.index, self.packs, verify_puts=verify_puts)
-        self.blobs = BlobStore(self.index, self.chunks)
-        self.registry = Registry(self.index, self.blobs)
-        self.uploads = Uploads(self.index, self.chunks, self.blobs)
+        # A cluster member keeps recipes whose chunks live on other nodes (node/blobs.py).
+        refs: ChunkRefs = DetachedRefs() if member else self.chunks
+        self.blobs = BlobStore(self.index, refs)
+        self.registry = Registry(self.index, self.blobs, HybridClock())
+        self.uploads = Uploads(self.index, refs, self.blobs, self._link_finished)
+
+    def _link_finished(self, txn: lmdb.Transaction, repository: str, digest: str,
+                       info: BlobInfo) -> None:
+        self.registry.link_in(txn, repository, digest, info, self.registry.clock.now())
 
     @classmethod
-    async def open(cls, data_dir: Path, verify_puts: bool = False) -> LocalNode:
-        return await asyncio.to_thread(cls, data_dir, verify_puts)
+    async def open(cls, data_dir: Path, verify_puts: bool = False, member: bool = False
+                   ) -> LocalNode:
+        return await asyncio.to_thread(cls, data_dir, verify_puts, member)
 
     async def close(self) -> None:
         def shut() -> None:
@@ -111,6 +120,11 @@ class LocalNode:
     async def has_chunks(self, ids: Sequence[bytes]) -> list[bool]:
         return await self._run(self.chunks.has, ids)
 
+    async def chunk_lengths(self, ids: Sequence[bytes]) -> list[int | None]:
+        """Each chunk's raw length, None when it is not stored here."""
+        entries = await self._run(self.chunks.entries, ids)
+        return [None if e is None else e.raw_length for e in entries]
+
     async def put_chunks(self, batches: AsyncIterable[Sequence[StoredChunk]]) -> PutResult:
         put = self.chunks.begin_put()
         writing: asyncio.Task[None] | None = None
@@ -136,11 +150,13 @@ class LocalNode:
             if writing is not None:
                 writing.cancel()
 
-    async def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
+    async def get_chunks(self, ids: Sequence[bytes], skip_missing: bool = False
+                         ) -> AsyncIterator[StoredChunk]:
         ids = list(ids)
         step = max(1, GET_BATCH // (16 * 1024))
+        get = self.chunks.get_available if skip_missing else self.chunks.get
         for start in range(0, len(ids), step):
-            for chunk in await self._run(self.chunks.get, ids[start:start + step]):
+            for chunk in await self._run(get, ids[start:start + step]):
                 yield chunk
 
     # -- blobs -------------------------------------------------------------------------------
@@ -190,28 +206,35 @@ class LocalNode:
     async def list_repositories(self, last: str = "", limit: int = 0) -> list[str]:
         return await self._run(self.registry.list_repositories, last, limit)
 
-    async def link_blob(self, repository: str, digest: str) -> BlobInfo | None:
-        return await self._run(self.registry.link_blob, repository, digest)
+    # The keyword arguments beyond NodeAPI's are the replica's side of a cluster write:
+    # the stamp the writer chose, and what it already checked elsewhere.
+
+    async def link_blob(self, repository: str, digest: str, known: BlobInfo | None = None,
+                        stamp: int | None = None) -> BlobInfo | None:
+        return await self._run(self.registry.link_blob, repository, digest, known, stamp)
 
     async def stat_repository_blob(self, repository: str, digest: str) -> BlobInfo | None:
         return await self._run(self.registry.stat_repository_blob, repository, digest)
 
-    async def unlink_blob(self, repository: str, digest: str) -> bool:
-        return await self._run(self.registry.unlink_blob, repository, digest)
+    async def unlink_blob(self, repository: str, digest: str, stamp: int | None = None
+                          ) -> bool:
+        return await self._run(self.registry.unlink_blob, repository, digest, stamp)
 
     async def put_manifest(self, repository: str, manifest: ManifestRecord,
-                           tags: Sequence[str] = (), references: Sequence[str] = ()) -> None:
+                           tags: Sequence[str] = (), references: Sequence[str] = (),
+                           stamp: int | None = None) -> None:
         await self._run(self.registry.put_manifest, repository, manifest, list(tags),
-                        list(references))
+                        list(references), stamp)
 
     async def get_manifest(self, repository: str, reference: str) -> ManifestRecord | None:
         return await self._run(self.registry.get_manifest, repository, reference)
 
-    async def delete_manifest(self, repository: str, digest: str) -> bool:
-        return await self._run(self.registry.delete_manifest, repository, digest)
+    async def delete_manifest(self, repository: str, digest: str, stamp: int | None = None
+                              ) -> bool:
+        return await self._run(self.registry.delete_manifest, repository, digest, stamp)
 
-    async def delete_tag(self, repository: str, tag: str) -> bool:
-        return await self._run(self.registry.delete_tag, repository, tag)
+    async def delete_tag(self, repository: str, tag: str, stamp: int | None = None) -> bool:
+        return await self._run(self.registry.delete_tag, repository, tag, stamp)
 
     async def list_tags(self, repository: str, last: str = "", limit: int = 0
                         ) -> list[str] | None:
@@ -222,8 +245,9 @@ class LocalNode:
 
     # -- uploads ------------------------------------------------------------------------------
 
-    async def create_upload(self, repository: str, owner: str = "") -> UploadInfo:
-        return await self._run(self.uploads.create, repository, owner)
+    async def create_upload(self, repository: str, owner: str = "", upload_id: str = ""
+                            ) -> UploadInfo:
+        return await self._run(self.uploads.create, repository, owner, upload_id)
 
     async def get_upload(self, repository: str, upload_id: str) -> UploadInfo | None:
         return await self._run(self.uploads.get, repository, upload_id)
@@ -231,6 +255,9 @@ class LocalNode:
     async def append_upload(self, repository: str, upload_id: str, offset: int,
                             part: Recipe) -> UploadInfo:
         return await self._run(self.uploads.append, repository, upload_id, offset, part)
+
+    async def upload_recipe(self, repository: str, upload_id: str) -> Recipe:
+        return await self._run(self.uploads.recipe, repository, upload_id)
 
     async def read_upload(self, repository: str, upload_id: str
                           ) -> AsyncIterator[bytes | memoryview]:

@@ -12,15 +12,15 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import lmdb
 
 from node.api import BlobInfo, UploadInfo
-from node.blobs import EMPTY_DIGESTS, BlobStore
-from node.chunkstore import ChunkStore
+from node.blobs import EMPTY_DIGESTS, BlobStore, ChunkRefs
 from node.digests import validate_digest
 from node.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
-from node.index import Index, fetch, key
+from node.index import Index, fetch
 from node.names import validate_repository
 from node.recipe import Recipe
 
@@ -34,24 +34,41 @@ def _check_id(upload_id: str) -> bytes:
         raise NotFound(f"upload {upload_id[:80]!r} is unknown") from None
 
 
+# Records a finished upload's blob in its repository, inside the finishing transaction.
+Link = Callable[[lmdb.Transaction, str, str, BlobInfo], None]
+
+
 class Uploads:
-    def __init__(self, index: Index, chunks: ChunkStore, blobs: BlobStore) -> None:
+    def __init__(self, index: Index, chunks: ChunkRefs, blobs: BlobStore, link: Link) -> None:
         self._index = index
         self._chunks = chunks
         self._blobs = blobs
+        self._link = link
         self._sessions = index.db("uploads")
         self._parts = index.db("upload_parts")
         self._counts_lock = threading.Lock()
         self.logical_bytes = 0
         self.expired = 0
 
-    def create(self, repository: str, owner: str = "") -> UploadInfo:
+    def create(self, repository: str, owner: str = "", upload_id: str = "") -> UploadInfo:
+        """A new session; `upload_id` lets a cluster client choose the id, which decides
+        which node keeps the session."""
         validate_repository(repository)
-        info = UploadInfo(str(uuid.uuid4()), repository, 0, int(time.time() * 1000), owner)
+        if upload_id:
+            try:
+                upload_id = str(uuid.UUID(upload_id))
+            except ValueError:
+                raise InvalidArgument(f"upload id {upload_id[:80]!r} is not a UUID") from None
+        info = UploadInfo(upload_id or str(uuid.uuid4()), repository, 0,
+                          int(time.time() * 1000), owner)
         record = json.dumps({"repository": repository, "size": 0, "parts": 0, "owner": owner,
                              "started_at_ms": info.started_at_ms,
                              "touched_at_ms": info.started_at_ms}).encode()
-        self._index.write(lambda txn: txn.put(info.id.encode(), record, db=self._sessions))
+        def run(txn: lmdb.Transaction) -> None:
+            if not txn.put(info.id.encode(), record, db=self._sessions, overwrite=False):
+                raise FailedPrecondition(f"upload {info.id} exists")
+
+        self._index.write(run)
         return info
 
     def _load(self, txn: lmdb.Transaction, repository: str, upload_id: str
@@ -121,8 +138,7 @@ class Uploads:
                 raise InvalidArgument(f"an empty upload cannot be {digest}")
             info = self._blobs.commit_in(txn, digest, recipe, refs_held=True)
             self._drop(txn, uid, [k for k, _ in parts])
-            txn.put(repository.encode(), b"", db=self._index.db("repositories"))
-            txn.put(key(repository, digest), b"", db=self._index.db("repo_blobs"))
+            self._link(txn, repository, digest, info)
             return info
 
         return self._index.write(run)

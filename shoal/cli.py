@@ -17,6 +17,8 @@ from shoal.memory import pin_allocator
 
 if TYPE_CHECKING:
     from gateway.auth.guard import Guard
+    from node.api import NodeAPI
+    from node.cluster.config import ClusterConfig
     from node.rpc.tls import TlsFiles
 
 DEFAULT_DATA = Path("shoal-data")
@@ -108,8 +110,22 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a storage node: chunk store, blobs and registry metadata over gRPC.")
     node.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                       help=f"data folder (default: ./{DEFAULT_DATA})")
-    node.add_argument("--listen", default=DEFAULT_NODE_LISTEN, metavar="HOST:PORT",
-                      help=f"gRPC address (default: {DEFAULT_NODE_LISTEN}; port 0 picks one)")
+    node.add_argument("--listen", metavar="HOST:PORT",
+                      help=f"gRPC address (default: the member's address in --cluster, else "
+                           f"{DEFAULT_NODE_LISTEN}; port 0 picks one)")
+    node.add_argument("--cluster", type=Path, metavar="FILE",
+                      help="serve as a member of the cluster this file describes "
+                           "(README: Running a cluster)")
+    node.add_argument("--id", dest="member_id", metavar="ID",
+                      help="this member's id in --cluster")
+    node.add_argument("--repair-interval", type=float, default=10.0, metavar="S",
+                      help="seconds between repair passes (default: 10)")
+    node.add_argument("--repair-rate", type=float, default=64.0, metavar="MB/S",
+                      help="most MB per second repair sends (default: 64)")
+    node.add_argument("--scrub-interval", type=float, default=24 * 3600.0, metavar="S",
+                      help="seconds between scrubs, which re-hash every chunk (default: a day)")
+    node.add_argument("--scrub-rate", type=float, default=32.0, metavar="MB/S",
+                      help="most MB per second scrub reads (default: 32)")
     node.add_argument("--port-file", type=Path, metavar="FILE",
                       help="write the port actually bound to this file once serving")
     node.add_argument("--metrics-listen", type=_host_port, metavar="HOST:PORT",
@@ -127,8 +143,10 @@ def _parser() -> argparse.ArgumentParser:
     gateway = commands.add_parser(
         "gateway", help="run an OCI gateway in front of a storage node",
         description="Run the OCI distribution HTTP gateway, storing through a node over gRPC.")
-    gateway.add_argument("--node", required=True, metavar="HOST:PORT",
-                         help="gRPC address of the storage node")
+    store = gateway.add_mutually_exclusive_group(required=True)
+    store.add_argument("--node", metavar="HOST:PORT", help="gRPC address of the storage node")
+    store.add_argument("--cluster", type=Path, metavar="FILE",
+                       help="store in the cluster this file describes")
     gateway.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
                          metavar="HOST:PORT",
                          help=f"HTTP address (default: {DEFAULT_LISTEN})")
@@ -161,6 +179,29 @@ def _parser() -> argparse.ArgumentParser:
     edge.add_argument("--cache-size", type=_byte_size, default=10 << 30, metavar="BYTES",
                       help="chunk cache limit, e.g. 10G; least recently used chunks that no "
                            "pull needs are evicted past it (default: 10G)")
+
+    status = commands.add_parser(
+        "status", help="show the members of a cluster: health, disk, chunks, repair",
+        description="Ask every member of a cluster (or one node) how it is.")
+    where = status.add_mutually_exclusive_group(required=True)
+    where.add_argument("--cluster", type=Path, metavar="FILE", help="the cluster file")
+    where.add_argument("--node", metavar="HOST:PORT", help="one node's gRPC address")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    cluster = commands.add_parser(
+        "cluster", help="run a whole cluster on this machine as plain processes",
+        description="Start N storage nodes and a gateway as child processes on loopback, "
+                    "with the cluster file in the data folder; Ctrl-C stops them all.")
+    cluster.add_argument("--nodes", type=int, default=3, help="members (default: 3)")
+    cluster.add_argument("--replicas", type=int, default=2, help="R (default: 2)")
+    cluster.add_argument("--write-quorum", type=int, help="W (default: R)")
+    cluster.add_argument("--data", type=Path, default=Path("shoal-cluster"), metavar="DIR",
+                         help="one folder per member in here (default: ./shoal-cluster)")
+    cluster.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
+                         metavar="HOST:PORT", help=f"the gateway (default: {DEFAULT_LISTEN})")
+    cluster.add_argument("--base-port", type=int, default=7401,
+                         help="member i listens on 127.0.0.1:BASE+i (default: 7401)")
+    cluster.add_argument("--repair-interval", type=float, default=10.0, metavar="S")
     return parser
 
 
@@ -195,7 +236,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 async def _node(args: argparse.Namespace) -> None:
-    from node.rpc.server import serve_node
+    from node.serve import serve_node
 
     port_file: Path | None = args.port_file
 
@@ -203,10 +244,36 @@ async def _node(args: argparse.Namespace) -> None:
         if port_file is not None:
             port_file.write_text(f"{port}\n")
 
-    await serve_node(args.data, args.listen, ready=ready,
+    tls = _mtls(args.tls_cert, args.tls_key, args.tls_ca, "--tls")
+    member = None
+    listen = args.listen or DEFAULT_NODE_LISTEN
+    if args.cluster is not None:
+        from node.serve import MemberRole
+
+        if not args.member_id:
+            raise SystemExit("shoal: --cluster needs --id, this member's id in the file")
+        config = _cluster_config(args.cluster)
+        try:
+            address = config.member(args.member_id).address
+        except ValueError as exc:
+            raise SystemExit(f"shoal: {exc}") from None
+        listen = args.listen or address
+        tls = tls or config.tls
+        member = MemberRole(config, args.member_id, args.repair_interval,
+                            args.repair_rate * 1e6, args.scrub_interval, args.scrub_rate * 1e6)
+    await serve_node(args.data, listen, ready=ready,
                      upload_idle=args.upload_idle_hours * 3600,
-                     metrics_listen=args.metrics_listen, serve_limit=args.serve_limit,
-                     tls=_mtls(args.tls_cert, args.tls_key, args.tls_ca, "--tls"))
+                     metrics_listen=args.metrics_listen, tls=tls, member=member,
+                     serve_limit=args.serve_limit)
+
+
+def _cluster_config(path: Path) -> ClusterConfig:
+    from node.cluster.config import load
+
+    try:
+        return load(path)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"shoal: cannot use {path}: {exc}") from None
 
 
 async def _gateway(args: argparse.Namespace) -> None:
@@ -215,14 +282,20 @@ async def _gateway(args: argparse.Namespace) -> None:
 
     guard = _guard(args.auth, args.auth.parent if args.auth else Path.cwd())
     ssl_context = _https(args.tls_cert, args.tls_key)
-    remote = RemoteNode(args.node,
-                        tls=_mtls(args.node_cert, args.node_key, args.node_ca, "--node"))
+    store: NodeAPI
+    if args.cluster is not None:
+        from node.cluster.client import ClusterNode
+
+        store = await ClusterNode.connect(_cluster_config(args.cluster))
+    else:
+        store = RemoteNode(args.node,
+                           tls=_mtls(args.node_cert, args.node_key, args.node_ca, "--node"))
     try:
         host, port = args.listen
-        await run_gateway(remote, host, port, _until_signalled(), guard=guard,
+        await run_gateway(store, host, port, _until_signalled(), guard=guard,
                           ssl_context=ssl_context)
     finally:
-        await remote.close()
+        await store.close()
 
 
 async def _edge(args: argparse.Namespace) -> None:
@@ -283,4 +356,15 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.run(_gateway(args))
     elif args.command == "edge":
         uvloop.run(_edge(args))
+    elif args.command == "status":
+        from shoal.status import show
+
+        config = _cluster_config(args.cluster) if args.cluster else None
+        code: int = uvloop.run(show(config, args.node, args.json))
+        return code
+    elif args.command == "cluster":
+        from shoal.local_cluster import run
+
+        return run(args.nodes, args.replicas, args.write_quorum, args.data, args.listen,
+                   args.base_port, args.repair_interval)
     return 0

@@ -4,10 +4,12 @@ process to be ready, and ending it by its PID."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,3 +56,23 @@ def running(argv: list[str], log: Path | None = None) -> Iterator[subprocess.Pop
         yield proc
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def small_tmpfs(size: str = "24m") -> Iterator[Path]:
+    """A folder on a tmpfs of `size`, for a disk that fills up; skips without root."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mountpoint = Path(tempfile.mkdtemp(prefix="shoal-full-"))
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(mountpoint)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        mountpoint.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+        mountpoint.rmdir()

@@ -7,31 +7,19 @@ import hashlib
 import json
 import os
 import subprocess
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import SHOAL, free_port, stop, wait_until
+from support import SHOAL, free_port, small_tmpfs, stop, wait_until
 
 
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mountpoint = Path(tempfile.mkdtemp(prefix="shoal-full-"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs",
-                              str(mountpoint)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        mountpoint.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs("24m") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-        mountpoint.rmdir()
 
 
 def request(method: str, url: str, data: bytes | None = None) -> tuple[int, bytes]:

@@ -64,6 +64,11 @@ class RemoteNode:
         self._unary = unary_deadline
         self._stream = stream_deadline
 
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """For the other services a cluster member speaks on the same connection."""
+        return self._channel
+
     async def close(self) -> None:
         await self._channel.close(None)
 
@@ -90,6 +95,12 @@ class RemoteNode:
                                  chunks_pb2.HasChunksRequest(ids=b"".join(ids)))
         return convert.unbitmap(reply.present, len(ids))
 
+    async def chunk_lengths(self, ids: Sequence[bytes]) -> list[int | None]:
+        """Each chunk's raw length, None when it is not stored here."""
+        reply = await self._call(self._chunks.Has,
+                                 chunks_pb2.HasChunksRequest(ids=b"".join(ids), lengths=True))
+        return convert.unpack_lengths(reply.raw_lengths, len(ids))
+
     async def put_chunks(self, batches: AsyncIterable[Sequence[StoredChunk]]) -> PutResult:
         async def requests() -> AsyncIterator[chunks_pb2.PutChunksRequest]:
             async for batch in batches:
@@ -103,8 +114,9 @@ class RemoteNode:
             raise _raise(exc) from None
         return PutResult(reply.stored, reply.duplicate, reply.stored_bytes)
 
-    async def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
-        request = chunks_pb2.GetChunksRequest(ids=b"".join(ids))
+    async def get_chunks(self, ids: Sequence[bytes], skip_missing: bool = False
+                         ) -> AsyncIterator[StoredChunk]:
+        request = chunks_pb2.GetChunksRequest(ids=b"".join(ids), skip_missing=skip_missing)
         async for message in self._stream_from(self._chunks.Get, request):
             for chunk in message.chunks:
                 yield convert.chunk_from_pb(chunk)
@@ -145,28 +157,40 @@ class RemoteNode:
                                  registry_pb2.ListRequest(last=last, limit=limit))
         return list(reply.names)
 
-    async def _link(self, method: Any, repository: str, digest: str) -> BlobInfo | None:
-        reply = await self._call(method, registry_pb2.BlobLinkRequest(repository=repository,
-                                                                       digest=digest))
+    async def _link(self, method: Any, request: registry_pb2.BlobLinkRequest
+                    ) -> BlobInfo | None:
+        reply = await self._call(method, request)
         return convert.blob_from_pb(reply.blob) if reply.ok else None
 
-    async def link_blob(self, repository: str, digest: str) -> BlobInfo | None:
-        return await self._link(self._registry.LinkBlob, repository, digest)
+    # The keyword arguments beyond NodeAPI's are a cluster client's replica writes
+    # (node/local.py has the other side).
+
+    async def link_blob(self, repository: str, digest: str, known: BlobInfo | None = None,
+                        stamp: int | None = None) -> BlobInfo | None:
+        request = registry_pb2.BlobLinkRequest(repository=repository, digest=digest,
+                                               stamp=stamp)
+        if known is not None:
+            request.known.CopyFrom(convert.blob_to_pb(known))
+        return await self._link(self._registry.LinkBlob, request)
 
     async def stat_repository_blob(self, repository: str, digest: str) -> BlobInfo | None:
-        return await self._link(self._registry.StatRepositoryBlob, repository, digest)
+        return await self._link(self._registry.StatRepositoryBlob,
+                                registry_pb2.BlobLinkRequest(repository=repository,
+                                                             digest=digest))
 
-    async def unlink_blob(self, repository: str, digest: str) -> bool:
+    async def unlink_blob(self, repository: str, digest: str, stamp: int | None = None
+                          ) -> bool:
         reply = await self._call(self._registry.UnlinkBlob,
                                  registry_pb2.BlobLinkRequest(repository=repository,
-                                                              digest=digest))
+                                                              digest=digest, stamp=stamp))
         return bool(reply.deleted)
 
     async def put_manifest(self, repository: str, manifest: ManifestRecord,
-                           tags: Sequence[str] = (), references: Sequence[str] = ()) -> None:
+                           tags: Sequence[str] = (), references: Sequence[str] = (),
+                           stamp: int | None = None) -> None:
         await self._call(self._registry.PutManifest, registry_pb2.PutManifestRequest(
             repository=repository, manifest=convert.manifest_to_pb(manifest), tags=list(tags),
-            references=list(references)))
+            references=list(references), stamp=stamp))
 
     async def get_manifest(self, repository: str, reference: str) -> ManifestRecord | None:
         try:
@@ -176,14 +200,15 @@ class RemoteNode:
             return None
         return convert.manifest_from_pb(reply)
 
-    async def delete_manifest(self, repository: str, digest: str) -> bool:
+    async def delete_manifest(self, repository: str, digest: str, stamp: int | None = None
+                              ) -> bool:
         reply = await self._call(self._registry.DeleteManifest, registry_pb2.DeleteRequest(
-            repository=repository, reference=digest))
+            repository=repository, reference=digest, stamp=stamp))
         return bool(reply.deleted)
 
-    async def delete_tag(self, repository: str, tag: str) -> bool:
+    async def delete_tag(self, repository: str, tag: str, stamp: int | None = None) -> bool:
         reply = await self._call(self._registry.DeleteTag, registry_pb2.DeleteRequest(
-            repository=repository, reference=tag))
+            repository=repository, reference=tag, stamp=stamp))
         return bool(reply.deleted)
 
     async def list_tags(self, repository: str, last: str = "", limit: int = 0
@@ -199,11 +224,17 @@ class RemoteNode:
 
     # -- uploads ----------------------------------------------------------------------------
 
-    async def create_upload(self, repository: str, owner: str = "") -> UploadInfo:
+    async def create_upload(self, repository: str, owner: str = "", upload_id: str = ""
+                            ) -> UploadInfo:
         reply = await self._call(self._registry.CreateUpload,
                                  registry_pb2.CreateUploadRequest(repository=repository,
-                                                                  owner=owner))
+                                                                  owner=owner, id=upload_id))
         return convert.upload_from_pb(reply)
+
+    async def upload_recipe(self, repository: str, upload_id: str) -> Recipe:
+        reply = await self._call(self._registry.GetUploadRecipe,
+                                 registry_pb2.UploadRef(repository=repository, id=upload_id))
+        return convert.recipe_from_pb(reply)
 
     async def get_upload(self, repository: str, upload_id: str) -> UploadInfo | None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from node.api import BlobInfo, Codec, Descriptor, ManifestRecord, StoredChunk, UploadInfo
 from node.chunking import CHUNK_ID_SIZE
@@ -28,6 +29,16 @@ def bitmap(flags: list[bool]) -> bytes:
 def unbitmap(packed: bytes, count: int) -> list[bool]:
     return [bool(packed[i >> 3] & (1 << (i & 7))) if (i >> 3) < len(packed) else False
             for i in range(count)]
+
+
+def pack_lengths(lengths: Sequence[int | None]) -> bytes:
+    return b"".join((n or 0).to_bytes(4, "big") for n in lengths)
+
+
+def unpack_lengths(packed: bytes, count: int) -> list[int | None]:
+    if len(packed) != 4 * count:
+        raise InvalidArgument(f"{len(packed)} bytes of lengths for {count} chunks")
+    return [int.from_bytes(packed[i:i + 4], "big") or None for i in range(0, len(packed), 4)]
 
 
 def chunk_to_pb(c: StoredChunk) -> chunks_pb2.Chunk:

@@ -6,30 +6,22 @@ messages halve throughput), and each stream holds at most a few messages in memo
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from prometheus_client import CollectorRegistry, start_http_server
 
 from node.api import StoredChunk
 from node.errors import FailedPrecondition, NodeError, NotFound
-from node.janitor import UPLOAD_IDLE_SECONDS, expire_uploads_forever
 from node.local import LocalNode
-from node.metrics import NodeCollector
 from node.request_id import METADATA_KEY, REQUEST_ID, accept
 from node.rpc import convert
 from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
 from node.rpc.status import status_of
 from node.rpc.tls import TlsFiles
-from node.swarm.metrics import OwnerSwarmCollector
-from node.swarm.owner import OwnerSwarm
-from node.swarm.service import DEFAULT_SERVE_LIMIT
 from shoal.v1 import (
     blobs_pb2,
     blobs_pb2_grpc,
@@ -96,7 +88,13 @@ class ChunkStoreService(chunks_pb2_grpc.ChunkStoreServicer):
     @unary
     async def Has(self, request: chunks_pb2.HasChunksRequest, context: Ctx
                   ) -> chunks_pb2.HasChunksResponse:
-        flags = await self.node.has_chunks(convert.split_ids(request.ids))
+        ids = convert.split_ids(request.ids)
+        if request.lengths:
+            lengths = await self.node.chunk_lengths(ids)
+            return chunks_pb2.HasChunksResponse(
+                present=convert.bitmap([n is not None for n in lengths]),
+                raw_lengths=convert.pack_lengths(lengths))
+        flags = await self.node.has_chunks(ids)
         return chunks_pb2.HasChunksResponse(present=convert.bitmap(flags))
 
     @unary
@@ -119,7 +117,8 @@ class ChunkStoreService(chunks_pb2_grpc.ChunkStoreServicer):
                   ) -> AsyncIterator[chunks_pb2.GetChunksResponse]:
         batch: list[chunks_pb2.Chunk] = []
         size = 0
-        async for chunk in self.node.get_chunks(convert.split_ids(request.ids)):
+        ids = convert.split_ids(request.ids)
+        async for chunk in self.node.get_chunks(ids, request.skip_missing):
             batch.append(convert.chunk_to_pb(chunk))
             size += len(chunk.data)
             if size >= MESSAGE_BYTES:
@@ -177,7 +176,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @unary
     async def LinkBlob(self, request: registry_pb2.BlobLinkRequest, context: Ctx
                        ) -> registry_pb2.BlobLinkResponse:
-        info = await self.node.link_blob(request.repository, request.digest)
+        known = convert.blob_from_pb(request.known) if request.HasField("known") else None
+        info = await self.node.link_blob(request.repository, request.digest, known,
+                                         _stamp(request))
         return _link_response(info)
 
     @unary
@@ -189,14 +190,15 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @unary
     async def UnlinkBlob(self, request: registry_pb2.BlobLinkRequest, context: Ctx
                          ) -> registry_pb2.DeleteResponse:
-        done = await self.node.unlink_blob(request.repository, request.digest)
+        done = await self.node.unlink_blob(request.repository, request.digest, _stamp(request))
         return registry_pb2.DeleteResponse(deleted=done)
 
     @unary
     async def PutManifest(self, request: registry_pb2.PutManifestRequest, context: Ctx
                           ) -> registry_pb2.PutManifestResponse:
         await self.node.put_manifest(request.repository, convert.manifest_from_pb(request.manifest),
-                                     list(request.tags), list(request.references))
+                                     list(request.tags), list(request.references),
+                                     _stamp(request))
         return registry_pb2.PutManifestResponse()
 
     @unary
@@ -210,13 +212,14 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @unary
     async def DeleteManifest(self, request: registry_pb2.DeleteRequest, context: Ctx
                              ) -> registry_pb2.DeleteResponse:
-        done = await self.node.delete_manifest(request.repository, request.reference)
+        done = await self.node.delete_manifest(request.repository, request.reference,
+                                               _stamp(request))
         return registry_pb2.DeleteResponse(deleted=done)
 
     @unary
     async def DeleteTag(self, request: registry_pb2.DeleteRequest, context: Ctx
                         ) -> registry_pb2.DeleteResponse:
-        done = await self.node.delete_tag(request.repository, request.reference)
+        done = await self.node.delete_tag(request.repository, request.reference, _stamp(request))
         return registry_pb2.DeleteResponse(deleted=done)
 
     @unary
@@ -234,8 +237,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @unary
     async def CreateUpload(self, request: registry_pb2.CreateUploadRequest, context: Ctx
                            ) -> registry_pb2.Upload:
-        return convert.upload_to_pb(await self.node.create_upload(request.repository,
-                                                                  request.owner))
+        return convert.upload_to_pb(await self.node.create_upload(
+            request.repository, request.owner, request.id))
 
     @unary
     async def GetUpload(self, request: registry_pb2.UploadRef, context: Ctx
@@ -251,6 +254,12 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         info = await self.node.append_upload(request.repository, request.id, request.offset,
                                              convert.recipe_from_pb(request.part))
         return convert.upload_to_pb(info)
+
+    @unary
+    async def GetUploadRecipe(self, request: registry_pb2.UploadRef, context: Ctx
+                              ) -> blobs_pb2.Recipe:
+        return convert.recipe_to_pb(await self.node.upload_recipe(request.repository,
+                                                                  request.id))
 
     @streaming
     async def ReadUpload(self, request: registry_pb2.UploadRef, context: Ctx
@@ -273,6 +282,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return registry_pb2.DeleteResponse(deleted=done)
 
 
+def _stamp(request: Any) -> int | None:
+    return int(request.stamp) if request.HasField("stamp") else None
+
+
 def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
     if info is None:
         return registry_pb2.BlobLinkResponse(ok=False)
@@ -280,15 +293,16 @@ def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
 
 
 async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None,
-                       swarm: OwnerSwarm | None = None) -> tuple[grpc.aio.Server, int]:
+                       services: Sequence[Callable[[grpc.aio.Server], None]] = ()
+                       ) -> tuple[grpc.aio.Server, int]:
     """Serve `node` on `listen` (host:port; port 0 picks one), with mutual TLS when `tls`
-    is given; returns the server and the port. The node also serves the swarm (holder
-    lists and capped chunk serving to edges) as `swarm`, or with defaults."""
+    is given, and whatever else `services` add; returns the server and the port."""
     server = grpc.aio.server(options=GRPC_OPTIONS)
+    for add in services:
+        add(server)
     chunks_pb2_grpc.add_ChunkStoreServicer_to_server(ChunkStoreService(node), server)
     blobs_pb2_grpc.add_BlobsServicer_to_server(BlobsService(node), server)
     registry_pb2_grpc.add_RegistryServicer_to_server(RegistryService(node), server)
-    (swarm if swarm is not None else OwnerSwarm(node)).add_to(server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # no stub
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls is not None:
@@ -298,40 +312,6 @@ async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
-    for service in ("", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry",
-                    "shoal.v1.Swarm", "shoal.v1.Peer"):
+    for service in ("", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry"):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return server, port
-
-
-async def serve_node(data_dir: Any, listen: str, grace: float = 10.0,
-                     ready: Callable[[int], None] | None = None,
-                     upload_idle: float = UPLOAD_IDLE_SECONDS,
-                     metrics_listen: tuple[str, int] | None = None,
-                     tls: TlsFiles | None = None,
-                     serve_limit: int = DEFAULT_SERVE_LIMIT) -> None:
-    """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds.
-    `serve_limit` caps the chunk streams it serves to edges at once."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    node = await LocalNode.open(data_dir, verify_puts=True)
-    swarm = OwnerSwarm(node, serve_limit)
-    server, port = await start_server(node, listen, tls, swarm)
-    log.info("node serving %s on port %d", data_dir, port)
-    janitor = asyncio.create_task(expire_uploads_forever(node, upload_idle))
-    if metrics_listen is not None:
-        registry = CollectorRegistry()
-        registry.register(NodeCollector(node))
-        registry.register(OwnerSwarmCollector(lambda: swarm.peer, swarm.book))
-        # prometheus-client's own server runs in a thread of its own, off the event loop.
-        start_http_server(metrics_listen[1], metrics_listen[0], registry=registry)
-        log.info("node metrics on http://%s:%d/metrics", *metrics_listen)
-    if ready is not None:
-        ready(port)
-    await stop.wait()
-    log.info("node stopping: draining calls for up to %.0f s", grace)
-    janitor.cancel()
-    await server.stop(grace)
-    await node.close()

@@ -24,29 +24,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/chunks.proto\x12\x08shoal.v1\"U\n\x05\x43hunk\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x1e\n\x05\x63odec\x18\x02 \x01(\x0e\x32\x0f.shoal.v1.Codec\x12\x12\n\nraw_length\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x1f\n\x10HasChunksRequest\x12\x0b\n\x03ids\x18\x01 \x01(\x0c\"$\n\x11HasChunksResponse\x12\x0f\n\x07present\x18\x01 \x01(\x0c\"A\n\x10PutChunksRequest\x12\x1f\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x0f.shoal.v1.Chunk\x12\x0c\n\x04last\x18\x02 \x01(\x08\"L\n\x11PutChunksResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x03 \x01(\x04\"\x1f\n\x10GetChunksRequest\x12\x0b\n\x03ids\x18\x01 \x01(\x0c\"4\n\x11GetChunksResponse\x12\x1f\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x0f.shoal.v1.Chunk*&\n\x05\x43odec\x12\r\n\tCODEC_RAW\x10\x00\x12\x0e\n\nCODEC_ZSTD\x10\x01\x32\xd0\x01\n\nChunkStore\x12>\n\x03Has\x12\x1a.shoal.v1.HasChunksRequest\x1a\x1b.shoal.v1.HasChunksResponse\x12@\n\x03Put\x12\x1a.shoal.v1.PutChunksRequest\x1a\x1b.shoal.v1.PutChunksResponse(\x01\x12@\n\x03Get\x12\x1a.shoal.v1.GetChunksRequest\x1a\x1b.shoal.v1.GetChunksResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/chunks.proto\x12\x08shoal.v1\"U\n\x05\x43hunk\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x1e\n\x05\x63odec\x18\x02 \x01(\x0e\x32\x0f.shoal.v1.Codec\x12\x12\n\nraw_length\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"0\n\x10HasChunksRequest\x12\x0b\n\x03ids\x18\x01 \x01(\x0c\x12\x0f\n\x07lengths\x18\x02 \x01(\x08\"9\n\x11HasChunksResponse\x12\x0f\n\x07present\x18\x01 \x01(\x0c\x12\x13\n\x0braw_lengths\x18\x02 \x01(\x0c\"A\n\x10PutChunksRequest\x12\x1f\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x0f.shoal.v1.Chunk\x12\x0c\n\x04last\x18\x02 \x01(\x08\"L\n\x11PutChunksResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x03 \x01(\x04\"5\n\x10GetChunksRequest\x12\x0b\n\x03ids\x18\x01 \x01(\x0c\x12\x14\n\x0cskip_missing\x18\x02 \x01(\x08\"4\n\x11GetChunksResponse\x12\x1f\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x0f.shoal.v1.Chunk*&\n\x05\x43odec\x12\r\n\tCODEC_RAW\x10\x00\x12\x0e\n\nCODEC_ZSTD\x10\x01\x32\xd0\x01\n\nChunkStore\x12>\n\x03Has\x12\x1a.shoal.v1.HasChunksRequest\x1a\x1b.shoal.v1.HasChunksResponse\x12@\n\x03Put\x12\x1a.shoal.v1.PutChunksRequest\x1a\x1b.shoal.v1.PutChunksResponse(\x01\x12@\n\x03Get\x12\x1a.shoal.v1.GetChunksRequest\x1a\x1b.shoal.v1.GetChunksResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.v1.chunks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CODEC']._serialized_start=425
-  _globals['_CODEC']._serialized_end=463
+  _globals['_CODEC']._serialized_start=485
+  _globals['_CODEC']._serialized_end=523
   _globals['_CHUNK']._serialized_start=35
   _globals['_CHUNK']._serialized_end=120
   _globals['_HASCHUNKSREQUEST']._serialized_start=122
-  _globals['_HASCHUNKSREQUEST']._serialized_end=153
-  _globals['_HASCHUNKSRESPONSE']._serialized_start=155
-  _globals['_HASCHUNKSRESPONSE']._serialized_end=191
-  _globals['_PUTCHUNKSREQUEST']._serialized_start=193
-  _globals['_PUTCHUNKSREQUEST']._serialized_end=258
-  _globals['_PUTCHUNKSRESPONSE']._serialized_start=260
-  _globals['_PUTCHUNKSRESPONSE']._serialized_end=336
-  _globals['_GETCHUNKSREQUEST']._serialized_start=338
-  _globals['_GETCHUNKSREQUEST']._serialized_end=369
-  _globals['_GETCHUNKSRESPONSE']._serialized_start=371
-  _globals['_GETCHUNKSRESPONSE']._serialized_end=423
-  _globals['_CHUNKSTORE']._serialized_start=466
-  _globals['_CHUNKSTORE']._serialized_end=674
+  _globals['_HASCHUNKSREQUEST']._serialized_end=170
+  _globals['_HASCHUNKSRESPONSE']._serialized_start=172
+  _globals['_HASCHUNKSRESPONSE']._serialized_end=229
+  _globals['_PUTCHUNKSREQUEST']._serialized_start=231
+  _globals['_PUTCHUNKSREQUEST']._serialized_end=296
+  _globals['_PUTCHUNKSRESPONSE']._serialized_start=298
+  _globals['_PUTCHUNKSRESPONSE']._serialized_end=374
+  _globals['_GETCHUNKSREQUEST']._serialized_start=376
+  _globals['_GETCHUNKSREQUEST']._serialized_end=429
+  _globals['_GETCHUNKSRESPONSE']._serialized_start=431
+  _globals['_GETCHUNKSRESPONSE']._serialized_end=483
+  _globals['_CHUNKSTORE']._serialized_start=526
+  _globals['_CHUNKSTORE']._serialized_end=734
 # @@protoc_insertion_point(module_scope)

@@ -73,16 +73,20 @@ class HasChunksRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     IDS_FIELD_NUMBER: _builtins.int
+    LENGTHS_FIELD_NUMBER: _builtins.int
     ids: _builtins.bytes
     """concatenated 32-byte ids: compact for batches of thousands"""
+    lengths: _builtins.bool
+    """also answer each chunk's raw length"""
     def __init__(
         self,
         *,
         ids: _builtins.bytes = ...,
+        lengths: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "lengths", b"lengths"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -93,16 +97,20 @@ class HasChunksResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PRESENT_FIELD_NUMBER: _builtins.int
+    RAW_LENGTHS_FIELD_NUMBER: _builtins.int
     present: _builtins.bytes
     """bitmap, bit i (LSB first) set when ids[i] is stored"""
+    raw_lengths: _builtins.bytes
+    """when asked: 4-byte big-endian raw length per id, 0 when absent"""
     def __init__(
         self,
         *,
         present: _builtins.bytes = ...,
+        raw_lengths: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["present", b"present"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["present", b"present", "raw_lengths", b"raw_lengths"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -168,16 +176,22 @@ class GetChunksRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     IDS_FIELD_NUMBER: _builtins.int
+    SKIP_MISSING_FIELD_NUMBER: _builtins.int
     ids: _builtins.bytes
     """concatenated 32-byte ids, answered in this order"""
+    skip_missing: _builtins.bool
+    """Leave out the chunks this node lacks or finds corrupt instead of failing the stream:
+    a cluster reader asks another member for them.
+    """
     def __init__(
         self,
         *,
         ids: _builtins.bytes = ...,
+        skip_missing: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "skip_missing", b"skip_missing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

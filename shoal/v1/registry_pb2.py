@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import blobs_pb2 as shoal_dot_v1_dot_blobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shoal/v1/registry.proto\x12\x08shoal.v1\x1a\x14shoal/v1/blobs.proto\"o\n\nDescriptor\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x15\n\rartifact_type\x18\x04 \x01(\t\x12\x18\n\x10\x61nnotations_json\x18\x05 \x01(\t\"\x81\x01\n\x08Manifest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x15\n\rartifact_type\x18\x05 \x01(\t\x12\x18\n\x10\x61nnotations_json\x18\x06 \x01(\t\">\n\x0bListRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04last\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"3\n\x08NameList\x12\r\n\x05names\x18\x01 \x03(\t\x12\x18\n\x10repository_known\x18\x02 \x01(\x08\"5\n\x0f\x42lobLinkRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\"@\n\x10\x42lobLinkResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12 \n\x04\x62lob\x18\x02 \x01(\x0b\x32\x12.shoal.v1.BlobInfo\"p\n\x12PutManifestRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12$\n\x08manifest\x18\x02 \x01(\x0b\x32\x12.shoal.v1.Manifest\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x12\n\nreferences\x18\x04 \x03(\t\"\x15\n\x13PutManifestResponse\";\n\x12GetManifestRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x11\n\treference\x18\x02 \x01(\t\"6\n\rDeleteRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x11\n\treference\x18\x02 \x01(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\";\n\x14ListReferrersRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\"7\n\x0cReferrerList\x12\'\n\treferrers\x18\x01 \x03(\x0b\x32\x14.shoal.v1.Descriptor\"\\\n\x06Upload\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrepository\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x15\n\rstarted_at_ms\x18\x04 \x01(\x03\x12\r\n\x05owner\x18\x05 \x01(\t\"8\n\x13\x43reateUploadRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"+\n\tUploadRef\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"e\n\x13\x41ppendUploadRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x1e\n\x04part\x18\x04 \x01(\x0b\x32\x10.shoal.v1.Recipe\"s\n\x13\x46inishUploadRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x1a\n\rexpected_size\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x10\n\x0e_expected_size2\xa7\x08\n\x08Registry\x12=\n\x10ListRepositories\x12\x15.shoal.v1.ListRequest\x1a\x12.shoal.v1.NameList\x12\x41\n\x08LinkBlob\x12\x19.shoal.v1.BlobLinkRequest\x1a\x1a.shoal.v1.BlobLinkResponse\x12K\n\x12StatRepositoryBlob\x12\x19.shoal.v1.BlobLinkRequest\x1a\x1a.shoal.v1.BlobLinkResponse\x12\x41\n\nUnlinkBlob\x12\x19.shoal.v1.BlobLinkRequest\x1a\x18.shoal.v1.DeleteResponse\x12J\n\x0bPutManifest\x12\x1c.shoal.v1.PutManifestRequest\x1a\x1d.shoal.v1.PutManifestResponse\x12?\n\x0bGetManifest\x12\x1c.shoal.v1.GetManifestRequest\x1a\x12.shoal.v1.Manifest\x12\x43\n\x0e\x44\x65leteManifest\x12\x17.shoal.v1.DeleteRequest\x1a\x18.shoal.v1.DeleteResponse\x12>\n\tDeleteTag\x12\x17.shoal.v1.DeleteRequest\x1a\x18.shoal.v1.DeleteResponse\x12\x35\n\x08ListTags\x12\x15.shoal.v1.ListRequest\x1a\x12.shoal.v1.NameList\x12G\n\rListReferrers\x12\x1e.shoal.v1.ListReferrersRequest\x1a\x16.shoal.v1.ReferrerList\x12?\n\x0c\x43reateUpload\x12\x1d.shoal.v1.CreateUploadRequest\x1a\x10.shoal.v1.Upload\x12\x32\n\tGetUpload\x12\x13.shoal.v1.UploadRef\x1a\x10.shoal.v1.Upload\x12?\n\x0c\x41ppendUpload\x12\x1d.shoal.v1.AppendUploadRequest\x1a\x10.shoal.v1.Upload\x12?\n\nReadUpload\x12\x13.shoal.v1.UploadRef\x1a\x1a.shoal.v1.ReadBlobResponse0\x01\x12\x41\n\x0c\x46inishUpload\x12\x1d.shoal.v1.FinishUploadRequest\x1a\x12.shoal.v1.BlobInfo\x12=\n\x0c\x43\x61ncelUpload\x12\x13.shoal.v1.UploadRef\x1a\x18.shoal.v1.DeleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shoal/v1/registry.proto\x12\x08shoal.v1\x1a\x14shoal/v1/blobs.proto\"o\n\nDescriptor\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x15\n\rartifact_type\x18\x04 \x01(\t\x12\x18\n\x10\x61nnotations_json\x18\x05 \x01(\t\"\x81\x01\n\x08Manifest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x15\n\rartifact_type\x18\x05 \x01(\t\x12\x18\n\x10\x61nnotations_json\x18\x06 \x01(\t\">\n\x0bListRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0c\n\x04last\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"3\n\x08NameList\x12\r\n\x05names\x18\x01 \x03(\t\x12\x18\n\x10repository_known\x18\x02 \x01(\x08\"v\n\x0f\x42lobLinkRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12!\n\x05known\x18\x03 \x01(\x0b\x32\x12.shoal.v1.BlobInfo\x12\x12\n\x05stamp\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_stamp\"@\n\x10\x42lobLinkResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12 \n\x04\x62lob\x18\x02 \x01(\x0b\x32\x12.shoal.v1.BlobInfo\"\x8e\x01\n\x12PutManifestRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12$\n\x08manifest\x18\x02 \x01(\x0b\x32\x12.shoal.v1.Manifest\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x12\n\nreferences\x18\x04 \x03(\t\x12\x12\n\x05stamp\x18\x05 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_stamp\"\x15\n\x13PutManifestResponse\";\n\x12GetManifestRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x11\n\treference\x18\x02 \x01(\t\"T\n\rDeleteRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x11\n\treference\x18\x02 \x01(\t\x12\x12\n\x05stamp\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x08\n\x06_stamp\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\";\n\x14ListReferrersRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\"7\n\x0cReferrerList\x12\'\n\treferrers\x18\x01 \x03(\x0b\x32\x14.shoal.v1.Descriptor\"\\\n\x06Upload\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrepository\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x15\n\rstarted_at_ms\x18\x04 \x01(\x03\x12\r\n\x05owner\x18\x05 \x01(\t\"D\n\x13\x43reateUploadRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\"+\n\tUploadRef\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"e\n\x13\x41ppendUploadRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x1e\n\x04part\x18\x04 \x01(\x0b\x32\x10.shoal.v1.Recipe\"s\n\x13\x46inishUploadRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x1a\n\rexpected_size\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x10\n\x0e_expected_size2\xe1\x08\n\x08Registry\x12=\n\x10ListRepositories\x12\x15.shoal.v1.ListRequest\x1a\x12.shoal.v1.NameList\x12\x41\n\x08LinkBlob\x12\x19.shoal.v1.BlobLinkRequest\x1a\x1a.shoal.v1.BlobLinkResponse\x12K\n\x12StatRepositoryBlob\x12\x19.shoal.v1.BlobLinkRequest\x1a\x1a.shoal.v1.BlobLinkResponse\x12\x41\n\nUnlinkBlob\x12\x19.shoal.v1.BlobLinkRequest\x1a\x18.shoal.v1.DeleteResponse\x12J\n\x0bPutManifest\x12\x1c.shoal.v1.PutManifestRequest\x1a\x1d.shoal.v1.PutManifestResponse\x12?\n\x0bGetManifest\x12\x1c.shoal.v1.GetManifestRequest\x1a\x12.shoal.v1.Manifest\x12\x43\n\x0e\x44\x65leteManifest\x12\x17.shoal.v1.DeleteRequest\x1a\x18.shoal.v1.DeleteResponse\x12>\n\tDeleteTag\x12\x17.shoal.v1.DeleteRequest\x1a\x18.shoal.v1.DeleteResponse\x12\x35\n\x08ListTags\x12\x15.shoal.v1.ListRequest\x1a\x12.shoal.v1.NameList\x12G\n\rListReferrers\x12\x1e.shoal.v1.ListReferrersRequest\x1a\x16.shoal.v1.ReferrerList\x12?\n\x0c\x43reateUpload\x12\x1d.shoal.v1.CreateUploadRequest\x1a\x10.shoal.v1.Upload\x12\x32\n\tGetUpload\x12\x13.shoal.v1.UploadRef\x1a\x10.shoal.v1.Upload\x12?\n\x0c\x41ppendUpload\x12\x1d.shoal.v1.AppendUploadRequest\x1a\x10.shoal.v1.Upload\x12?\n\nReadUpload\x12\x13.shoal.v1.UploadRef\x1a\x1a.shoal.v1.ReadBlobResponse0\x01\x12\x38\n\x0fGetUploadRecipe\x12\x13.shoal.v1.UploadRef\x1a\x10.shoal.v1.Recipe\x12\x41\n\x0c\x46inishUpload\x12\x1d.shoal.v1.FinishUploadRequest\x1a\x12.shoal.v1.BlobInfo\x12=\n\x0c\x43\x61ncelUpload\x12\x13.shoal.v1.UploadRef\x1a\x18.shoal.v1.DeleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,33 +41,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NAMELIST']._serialized_start=368
   _globals['_NAMELIST']._serialized_end=419
   _globals['_BLOBLINKREQUEST']._serialized_start=421
-  _globals['_BLOBLINKREQUEST']._serialized_end=474
-  _globals['_BLOBLINKRESPONSE']._serialized_start=476
-  _globals['_BLOBLINKRESPONSE']._serialized_end=540
-  _globals['_PUTMANIFESTREQUEST']._serialized_start=542
-  _globals['_PUTMANIFESTREQUEST']._serialized_end=654
-  _globals['_PUTMANIFESTRESPONSE']._serialized_start=656
-  _globals['_PUTMANIFESTRESPONSE']._serialized_end=677
-  _globals['_GETMANIFESTREQUEST']._serialized_start=679
-  _globals['_GETMANIFESTREQUEST']._serialized_end=738
-  _globals['_DELETEREQUEST']._serialized_start=740
-  _globals['_DELETEREQUEST']._serialized_end=794
-  _globals['_DELETERESPONSE']._serialized_start=796
-  _globals['_DELETERESPONSE']._serialized_end=829
-  _globals['_LISTREFERRERSREQUEST']._serialized_start=831
-  _globals['_LISTREFERRERSREQUEST']._serialized_end=890
-  _globals['_REFERRERLIST']._serialized_start=892
-  _globals['_REFERRERLIST']._serialized_end=947
-  _globals['_UPLOAD']._serialized_start=949
-  _globals['_UPLOAD']._serialized_end=1041
-  _globals['_CREATEUPLOADREQUEST']._serialized_start=1043
-  _globals['_CREATEUPLOADREQUEST']._serialized_end=1099
-  _globals['_UPLOADREF']._serialized_start=1101
-  _globals['_UPLOADREF']._serialized_end=1144
-  _globals['_APPENDUPLOADREQUEST']._serialized_start=1146
-  _globals['_APPENDUPLOADREQUEST']._serialized_end=1247
-  _globals['_FINISHUPLOADREQUEST']._serialized_start=1249
-  _globals['_FINISHUPLOADREQUEST']._serialized_end=1364
-  _globals['_REGISTRY']._serialized_start=1367
-  _globals['_REGISTRY']._serialized_end=2430
+  _globals['_BLOBLINKREQUEST']._serialized_end=539
+  _globals['_BLOBLINKRESPONSE']._serialized_start=541
+  _globals['_BLOBLINKRESPONSE']._serialized_end=605
+  _globals['_PUTMANIFESTREQUEST']._serialized_start=608
+  _globals['_PUTMANIFESTREQUEST']._serialized_end=750
+  _globals['_PUTMANIFESTRESPONSE']._serialized_start=752
+  _globals['_PUTMANIFESTRESPONSE']._serialized_end=773
+  _globals['_GETMANIFESTREQUEST']._serialized_start=775
+  _globals['_GETMANIFESTREQUEST']._serialized_end=834
+  _globals['_DELETEREQUEST']._serialized_start=836
+  _globals['_DELETEREQUEST']._serialized_end=920
+  _globals['_DELETERESPONSE']._serialized_start=922
+  _globals['_DELETERESPONSE']._serialized_end=955
+  _globals['_LISTREFERRERSREQUEST']._serialized_start=957
+  _globals['_LISTREFERRERSREQUEST']._serialized_end=1016
+  _globals['_REFERRERLIST']._serialized_start=1018
+  _globals['_REFERRERLIST']._serialized_end=1073
+  _globals['_UPLOAD']._serialized_start=1075
+  _globals['_UPLOAD']._serialized_end=1167
+  _globals['_CREATEUPLOADREQUEST']._serialized_start=1169
+  _globals['_CREATEUPLOADREQUEST']._serialized_end=1237
+  _globals['_UPLOADREF']._serialized_start=1239
+  _globals['_UPLOADREF']._serialized_end=1282
+  _globals['_APPENDUPLOADREQUEST']._serialized_start=1284
+  _globals['_APPENDUPLOADREQUEST']._serialized_end=1385
+  _globals['_FINISHUPLOADREQUEST']._serialized_start=1387
+  _globals['_FINISHUPLOADREQUEST']._serialized_end=1502
+  _globals['_REGISTRY']._serialized_start=1505
+  _globals['_REGISTRY']._serialized_end=2626
 # @@protoc_insertion_point(module_scope)

@@ -142,19 +142,33 @@ class BlobLinkRequest(_message.Message):
 
     REPOSITORY_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
+    KNOWN_FIELD_NUMBER: _builtins.int
+    STAMP_FIELD_NUMBER: _builtins.int
     repository: _builtins.str
     digest: _builtins.str
+    stamp: _builtins.int
+    """hybrid-clock stamp of the write; absent: the node's clock"""
+    @_builtins.property
+    def known(self) -> _blobs_pb2.BlobInfo:
+        """Set by a cluster client: the blob exists on its owners (checked there), so the
+        repository's replica records the link without holding the blob.
+        """
+
     def __init__(
         self,
         *,
         repository: _builtins.str = ...,
         digest: _builtins.str = ...,
+        known: _blobs_pb2.BlobInfo | None = ...,
+        stamp: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_stamp", b"_stamp", "known", b"known", "stamp", b"stamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "repository", b"repository"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_stamp", b"_stamp", "digest", b"digest", "known", b"known", "repository", b"repository", "stamp", b"stamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__stamp: _TypeAlias = _typing.Literal["stamp"]  # noqa: Y015
+    _WhichOneofArgType__stamp: _TypeAlias = _typing.Literal["_stamp", b"_stamp"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stamp) -> _WhichOneofReturnType__stamp | None: ...
 
 Global___BlobLinkRequest: _TypeAlias = BlobLinkRequest  # noqa: Y015
 
@@ -189,7 +203,9 @@ class PutManifestRequest(_message.Message):
     MANIFEST_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     REFERENCES_FIELD_NUMBER: _builtins.int
+    STAMP_FIELD_NUMBER: _builtins.int
     repository: _builtins.str
+    stamp: _builtins.int
     @_builtins.property
     def manifest(self) -> Global___Manifest: ...
     @_builtins.property
@@ -205,12 +221,15 @@ class PutManifestRequest(_message.Message):
         manifest: Global___Manifest | None = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
         references: _abc.Iterable[_builtins.str] | None = ...,
+        stamp: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["manifest", b"manifest"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_stamp", b"_stamp", "manifest", b"manifest", "stamp", b"stamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["manifest", b"manifest", "references", b"references", "repository", b"repository", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_stamp", b"_stamp", "manifest", b"manifest", "references", b"references", "repository", b"repository", "stamp", b"stamp", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__stamp: _TypeAlias = _typing.Literal["stamp"]  # noqa: Y015
+    _WhichOneofArgType__stamp: _TypeAlias = _typing.Literal["_stamp", b"_stamp"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stamp) -> _WhichOneofReturnType__stamp | None: ...
 
 Global___PutManifestRequest: _TypeAlias = PutManifestRequest  # noqa: Y015
 
@@ -258,19 +277,24 @@ class DeleteRequest(_message.Message):
 
     REPOSITORY_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
+    STAMP_FIELD_NUMBER: _builtins.int
     repository: _builtins.str
     reference: _builtins.str
+    stamp: _builtins.int
     def __init__(
         self,
         *,
         repository: _builtins.str = ...,
         reference: _builtins.str = ...,
+        stamp: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_stamp", b"_stamp", "stamp", b"stamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reference", b"reference", "repository", b"repository"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_stamp", b"_stamp", "reference", b"reference", "repository", b"repository", "stamp", b"stamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__stamp: _TypeAlias = _typing.Literal["stamp"]  # noqa: Y015
+    _WhichOneofArgType__stamp: _TypeAlias = _typing.Literal["_stamp", b"_stamp"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stamp) -> _WhichOneofReturnType__stamp | None: ...
 
 Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
 
@@ -373,17 +397,21 @@ class CreateUploadRequest(_message.Message):
 
     REPOSITORY_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
     repository: _builtins.str
     owner: _builtins.str
+    id: _builtins.str
+    """a UUID chosen by a cluster client; empty: the node picks"""
     def __init__(
         self,
         *,
         repository: _builtins.str = ...,
         owner: _builtins.str = ...,
+        id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner", "repository", b"repository"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "owner", b"owner", "repository", b"repository"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

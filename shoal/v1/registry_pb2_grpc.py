@@ -105,6 +105,11 @@ class RegistryStub:
                 request_serializer=shoal_dot_v1_dot_registry__pb2.UploadRef.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_blobs__pb2.ReadBlobResponse.FromString,
                 _registered_method=True)
+        self.GetUploadRecipe = channel.unary_unary(
+                '/shoal.v1.Registry/GetUploadRecipe',
+                request_serializer=shoal_dot_v1_dot_registry__pb2.UploadRef.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_blobs__pb2.Recipe.FromString,
+                _registered_method=True)
         self.FinishUpload = channel.unary_unary(
                 '/shoal.v1.Registry/FinishUpload',
                 request_serializer=shoal_dot_v1_dot_registry__pb2.FinishUploadRequest.SerializeToString,
@@ -205,6 +210,13 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUploadRecipe(self, request, context):
+        """The session's chunks so far, for a cluster client that reads them from their owners.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def FinishUpload(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -289,6 +301,11 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.ReadUpload,
                     request_deserializer=shoal_dot_v1_dot_registry__pb2.UploadRef.FromString,
                     response_serializer=shoal_dot_v1_dot_blobs__pb2.ReadBlobResponse.SerializeToString,
+            ),
+            'GetUploadRecipe': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUploadRecipe,
+                    request_deserializer=shoal_dot_v1_dot_registry__pb2.UploadRef.FromString,
+                    response_serializer=shoal_dot_v1_dot_blobs__pb2.Recipe.SerializeToString,
             ),
             'FinishUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.FinishUpload,
@@ -679,6 +696,33 @@ class Registry:
             '/shoal.v1.Registry/ReadUpload',
             shoal_dot_v1_dot_registry__pb2.UploadRef.SerializeToString,
             shoal_dot_v1_dot_blobs__pb2.ReadBlobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUploadRecipe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Registry/GetUploadRecipe',
+            shoal_dot_v1_dot_registry__pb2.UploadRef.SerializeToString,
+            shoal_dot_v1_dot_blobs__pb2.Recipe.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,8 @@ class RegistryStub:
     AppendUpload: _grpc.UnaryUnaryMultiCallable[_registry_pb2.AppendUploadRequest, _registry_pb2.Upload]
     ReadUpload: _grpc.UnaryStreamMultiCallable[_registry_pb2.UploadRef, _blobs_pb2.ReadBlobResponse]
     """Returns the session's bytes so a gateway without the running hash can verify the digest."""
+    GetUploadRecipe: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UploadRef, _blobs_pb2.Recipe]
+    """The session's chunks so far, for a cluster client that reads them from their owners."""
     FinishUpload: _grpc.UnaryUnaryMultiCallable[_registry_pb2.FinishUploadRequest, _blobs_pb2.BlobInfo]
     CancelUpload: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UploadRef, _registry_pb2.DeleteResponse]
 
@@ -68,6 +70,8 @@ class RegistryAsyncStub(RegistryStub):
     AppendUpload: _aio.UnaryUnaryMultiCallable[_registry_pb2.AppendUploadRequest, _registry_pb2.Upload]  # type: ignore[assignment]
     ReadUpload: _aio.UnaryStreamMultiCallable[_registry_pb2.UploadRef, _blobs_pb2.ReadBlobResponse]  # type: ignore[assignment]
     """Returns the session's bytes so a gateway without the running hash can verify the digest."""
+    GetUploadRecipe: _aio.UnaryUnaryMultiCallable[_registry_pb2.UploadRef, _blobs_pb2.Recipe]  # type: ignore[assignment]
+    """The session's chunks so far, for a cluster client that reads them from their owners."""
     FinishUpload: _aio.UnaryUnaryMultiCallable[_registry_pb2.FinishUploadRequest, _blobs_pb2.BlobInfo]  # type: ignore[assignment]
     CancelUpload: _aio.UnaryUnaryMultiCallable[_registry_pb2.UploadRef, _registry_pb2.DeleteResponse]  # type: ignore[assignment]
 
@@ -170,6 +174,14 @@ class RegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_blobs_pb2.ReadBlobResponse], _abc.AsyncIterator[_blobs_pb2.ReadBlobResponse]]:
         """Returns the session's bytes so a gateway without the running hash can verify the digest."""
+
+    @_abc_1.abstractmethod
+    def GetUploadRecipe(
+        self,
+        request: _registry_pb2.UploadRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_blobs_pb2.Recipe, _abc.Awaitable[_blobs_pb2.Recipe]]:
+        """The session's chunks so far, for a cluster client that reads them from their owners."""
 
     @_abc_1.abstractmethod
     def FinishUpload(

@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 import uvloop
+from cluster.clustertest import ClusterProcesses, running_cluster
 from nodetest import ApiHandle, NodeProcess
 
 from node.api import NodeAPI
+from node.cluster.client import ClusterNode
 from node.edge import EdgeNode
 from node.local import LocalNode
 from node.rpc.client import RemoteNode
@@ -91,11 +93,30 @@ def edge_origin() -> Iterator[NodeProcess]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(params=["local", "remote", "edge"])
+@pytest.fixture(scope="session")
+def cluster_processes() -> Iterator[ClusterProcesses]:
+    """Three real member processes (R=2, W=2) shared by the tests that only talk to the
+    cluster; each test uses repositories and blobs of its own."""
+    path = Path(tempfile.mkdtemp(prefix="shoal-cluster-proc-"))
+    try:
+        with running_cluster(path, n=3, replicas=2) as cluster:
+            yield cluster
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["local", "remote", "cluster", "edge"])
 def api(request: pytest.FixtureRequest, scratch: Path) -> ApiHandle:
     """The NodeAPI under test: LocalNode on a scratch folder (verifying puts, as a node
-    serving gRPC does), RemoteNode on a real node process, or an edge of that node
-    (blob reads through its cache and swarm fetches)."""
+    serving gRPC does), RemoteNode on a real node process, ClusterNode on three, or an
+    edge of a node (blob reads through its cache and swarm fetches)."""
+    if request.param == "cluster":
+        cluster: ClusterProcesses = request.getfixturevalue("cluster_processes")
+
+        async def open_cluster() -> NodeAPI:
+            return await ClusterNode.connect(cluster.config)
+
+        return ApiHandle("cluster", open_cluster)
     if request.param == "local":
         async def open_local() -> NodeAPI:
             return await LocalNode.open(scratch / "data", verify_puts=True)

@@ -105,9 +105,12 @@ class ApiHandle:
 class NodeProcess:
     """`python -m shoal node` as a child process, on a free port, stopped by its PID."""
 
-    def __init__(self, data: Path, workdir: Path) -> None:
+    def __init__(self, data: Path, workdir: Path, args: Sequence[str] = (),
+                 listen: str = "127.0.0.1:0") -> None:
         self.data = data
         self.workdir = workdir
+        self.args = list(args)
+        self.listen = listen
         self.port_file = workdir / "port"
         self.log_path = workdir / "node.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -125,7 +128,7 @@ class NodeProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "shoal", "node", "--data", str(self.data),
-                 "--listen", "127.0.0.1:0", "--port-file", str(self.port_file)],
+                 "--listen", self.listen, "--port-file", str(self.port_file), *self.args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
