@@ -26,6 +26,9 @@ from node.local import LocalNode
 from node.metrics import NodeCollector
 from node.rpc.server import start_server
 from node.rpc.tls import TlsFiles
+from node.swarm.metrics import OwnerSwarmCollector
+from node.swarm.owner import OwnerSwarm
+from node.swarm.service import DEFAULT_SERVE_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,12 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
                      metrics_listen: tuple[str, int] | None = None,
                      tls: TlsFiles | None = None, member: MemberRole | None = None,
                      gc_config: GcConfig | None = None,
-                     gc_interval: float = INTERVAL_SECONDS) -> None:
+                     gc_interval: float = INTERVAL_SECONDS,
+                     serve_limit: int = DEFAULT_SERVE_LIMIT) -> None:
     """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds.
+
+    The node also serves the swarm: holder lists, and chunks to edges, at most
+    `serve_limit` streams at once (node/swarm/).
 
     A node alone collects garbage every `gc_interval` seconds (never when 0) and on demand.
     A cluster member does not: its recipes refer to chunks on other members and its chunks
@@ -63,12 +70,12 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
                 if member is not None and members is not None else None)
     service = ClusterService(node, member.member_id if member else "node", members, repairer)
 
-    def add_cluster(server: grpc.aio.Server) -> str:
+    def add_cluster(server: grpc.aio.Server) -> None:
         add_to(server, service)
-        return "shoal.v1.Cluster"
 
     gc = GarbageCollector(node, gc_config) if member is None else None
-    server, port = await start_server(node, listen, tls, gc, [add_cluster])
+    swarm = OwnerSwarm(node, serve_limit)
+    server, port = await start_server(node, listen, tls, gc, [add_cluster, swarm.add_to])
     log.info("node serving %s on port %d%s", data_dir, port,
              f" as cluster member {member.member_id}" if member else "")
     tasks = [asyncio.create_task(expire_uploads_forever(node, upload_idle))]
@@ -82,6 +89,7 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
     if metrics_listen is not None:
         registry = CollectorRegistry()
         registry.register(NodeCollector(node, gc))
+        registry.register(OwnerSwarmCollector(lambda: swarm.peer, swarm.book))
         # prometheus-client's own server runs in a thread of its own, off the event loop.
         start_http_server(metrics_listen[1], metrics_listen[0], registry=registry)
         log.info("node metrics on http://%s:%d/metrics", *metrics_listen)

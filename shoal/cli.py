@@ -72,6 +72,20 @@ def _gc_config(args: argparse.Namespace) -> GcConfig:
     return GcConfig(grace_ms=int(args.gc_grace * 1000), compact_below=args.gc_compact_below)
 
 
+def _byte_size(value: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = value.strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "")
+    try:
+        size = int(float(number) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes (e.g. 10G), got {value!r}"
+                                         ) from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {value!r}")
+    return size
+
+
 def _upload_idle(command: argparse.ArgumentParser) -> None:
     command.add_argument("--upload-idle-hours", type=float, default=24.0, metavar="H",
                          help="cancel upload sessions idle for longer than this (default: 24)")
@@ -161,6 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--tls-ca", type=Path, metavar="PEM",
                       help="the cluster CA: with the two above, only clients holding a "
                            "certificate it signed may connect (mutual TLS)")
+    node.add_argument("--serve-limit", type=int, default=8, metavar="N",
+                      help="chunk streams served to edges at once; past it, edges are "
+                           "answered busy with a list of peers to ask (default: 8)")
     _upload_idle(node)
     _gc_options(node)
 
@@ -202,6 +219,29 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
     _auth(gateway)
     _https_options(gateway)
+
+    edge = commands.add_parser(
+        "edge", help="run an edge: a local pull-through registry that shares layers with peers",
+        description="Run an edge for one host: a registry on --listen for the host's docker, "
+                    "whose blobs come from a local chunk cache, from other edges (served on "
+                    "--peer-listen) and from the origin only for what no peer has. Metadata "
+                    "and pushes go to the origin.")
+    edge.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
+                      help=f"folder of the chunk cache, wiped at start (default: ./{DEFAULT_DATA})")
+    edge.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                      help=f"HTTP address of the local registry (default: {DEFAULT_LISTEN})")
+    edge.add_argument("--peer-listen", required=True, metavar="IP:PORT",
+                      help="gRPC address where other edges fetch chunks from this one")
+    edge.add_argument("--advertise", metavar="IP:PORT",
+                      help="the address peers are told to use (default: --peer-listen)")
+    edge.add_argument("--origin", action="append", required=True, metavar="IP:PORT",
+                      help="gRPC address of an origin node (repeat for several)")
+    edge.add_argument("--no-p2p", action="store_true",
+                      help="fetch every chunk from the origin and serve no peer "
+                           "(the baseline to compare with)")
+    edge.add_argument("--cache-size", type=_byte_size, default=10 << 30, metavar="BYTES",
+                      help="chunk cache limit, e.g. 10G; least recently used chunks that no "
+                           "pull needs are evicted past it (default: 10G)")
 
     status = commands.add_parser(
         "status", help="show the members of a cluster: health, disk, chunks, repair",
@@ -308,7 +348,8 @@ async def _node(args: argparse.Namespace) -> None:
     await serve_node(args.data, listen, ready=ready,
                      upload_idle=args.upload_idle_hours * 3600,
                      metrics_listen=args.metrics_listen, tls=tls, member=member,
-                     gc_config=_gc_config(args), gc_interval=args.gc_interval)
+                     gc_config=_gc_config(args), gc_interval=args.gc_interval,
+                     serve_limit=args.serve_limit)
 
 
 def _cluster_config(path: Path) -> ClusterConfig:
@@ -353,6 +394,17 @@ async def _gateway(args: argparse.Namespace) -> None:
                           ssl_context=ssl_context)
     finally:
         await store.close()
+
+
+async def _edge(args: argparse.Namespace) -> None:
+    from node.edge import serve_edge
+
+    host = args.peer_listen.rpartition(":")[0].strip("[]")
+    if args.advertise is None and host in ("", "0.0.0.0", "::"):
+        raise SystemExit("shoal: --peer-listen on every interface needs --advertise IP:PORT")
+    await serve_edge(args.data, args.listen, args.peer_listen, args.origin,
+                     _until_signalled(), advertise=args.advertise, p2p=not args.no_p2p,
+                     cache_bytes=args.cache_size)
 
 
 def _https(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
@@ -400,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.run(_node(args))
     elif args.command == "gateway":
         uvloop.run(_gateway(args))
+    elif args.command == "edge":
+        uvloop.run(_edge(args))
     elif args.command == "status":
         from shoal.status import show
 

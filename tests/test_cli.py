@@ -19,7 +19,7 @@ from support import SHOAL, free_port, running, stop, wait_until
 def test_help_names_every_command() -> None:
     out = subprocess.run([*SHOAL, "--help"], capture_output=True, text=True, timeout=60,
                          check=True).stdout
-    for command in ("serve", "node", "gateway"):
+    for command in ("serve", "node", "gateway", "edge"):
         assert command in out
     serve = subprocess.run([*SHOAL, "serve", "--help"], capture_output=True, text=True,
                            timeout=60, check=True).stdout
@@ -175,3 +175,17 @@ def test_shoal_serve_collects_on_its_schedule(tmp_path: Path) -> None:
     with running([*SHOAL, "serve", "--data", str(tmp_path / "data"), "--listen",
                   f"127.0.0.1:{port}", "--gc-interval", "0.2s"], tmp_path / "serve.log") as proc:
         wait_until(lambda: runs() >= 2, "two scheduled collections", proc)
+
+
+def test_edge_options_are_checked_before_it_starts(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*SHOAL, "edge", "--data", str(tmp_path / "d"), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    missing = run("--peer-listen", "127.0.0.1:7500")
+    assert missing.returncode == 2 and "--origin" in missing.stderr
+    size = run("--peer-listen", "127.0.0.1:7500", "--origin", "127.0.0.1:7400",
+               "--cache-size", "lots")
+    assert size.returncode == 2 and "size in bytes" in size.stderr
+    wildcard = run("--peer-listen", "0.0.0.0:7500", "--origin", "127.0.0.1:7400")
+    assert wildcard.returncode != 0 and "--advertise" in wildcard.stderr

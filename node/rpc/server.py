@@ -296,11 +296,11 @@ def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
 
 async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None,
                        gc: GarbageCollector | None = None,
-                       extra: Sequence[Callable[[grpc.aio.Server], str]] = ()
+                       extra: Sequence[Callable[[grpc.aio.Server], None]] = ()
                        ) -> tuple[grpc.aio.Server, int]:
     """Serve `node` on `listen` (host:port; port 0 picks one), with mutual TLS when `tls`
-    is given, the Admin service when `gc` is, and whatever `extra` adds (each returns the
-    name of the service it added); returns the server and the port."""
+    is given, the Admin service when `gc` is, and whatever `extra` adds; returns the server
+    and the port."""
     server = grpc.aio.server(options=GRPC_OPTIONS)
     chunks_pb2_grpc.add_ChunkStoreServicer_to_server(ChunkStoreService(node), server)
     blobs_pb2_grpc.add_BlobsServicer_to_server(BlobsService(node), server)
@@ -310,7 +310,7 @@ async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
         add_admin(server, gc)
         services.append("shoal.v1.Admin")
     for add in extra:
-        services.append(add(server))
+        add(server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # no stub
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls is not None:

@@ -21,8 +21,11 @@ from nodetest import ApiHandle, NodeProcess
 
 from node.api import NodeAPI
 from node.cluster.client import ClusterNode
+from node.edge import EdgeNode
 from node.local import LocalNode
 from node.rpc.client import RemoteNode
+from node.swarm.directory import StaticOwners
+from node.swarm.edge_swarm import EdgeSwarm
 
 
 async def _run_with_apis(test: Any, kwargs: dict[str, Any]) -> None:
@@ -76,6 +79,21 @@ def node_process() -> Iterator[NodeProcess]:
 
 
 @pytest.fixture(scope="session")
+def edge_origin() -> Iterator[NodeProcess]:
+    """The origin of the edge under test: a node of its own, as tests that reuse data
+    expect a node that has not seen it (the remote tests run on `node_process`)."""
+    path = Path(tempfile.mkdtemp(prefix="shoal-edge-origin-"))
+    proc = NodeProcess(path / "data", path).start()
+    try:
+        yield proc
+    finally:
+        try:
+            proc.stop()
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def cluster_processes() -> Iterator[ClusterProcesses]:
     """Three real member processes (R=2, W=2) shared by the tests that only talk to the
     cluster; each test uses repositories and blobs of its own."""
@@ -87,10 +105,11 @@ def cluster_processes() -> Iterator[ClusterProcesses]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(params=["local", "remote", "cluster"])
+@pytest.fixture(params=["local", "remote", "cluster", "edge"])
 def api(request: pytest.FixtureRequest, scratch: Path) -> ApiHandle:
     """The NodeAPI under test: LocalNode on a scratch folder (verifying puts, as a node
-    serving gRPC does), RemoteNode on a real node process, or ClusterNode on three."""
+    serving gRPC does), RemoteNode on a real node process, ClusterNode on three, or an
+    edge of a node (blob reads through its cache and swarm fetches)."""
     if request.param == "cluster":
         cluster: ClusterProcesses = request.getfixturevalue("cluster_processes")
 
@@ -103,6 +122,16 @@ def api(request: pytest.FixtureRequest, scratch: Path) -> ApiHandle:
             return await LocalNode.open(scratch / "data", verify_puts=True)
 
         return ApiHandle("local", open_local)
+    if request.param == "edge":
+        origin: NodeProcess = request.getfixturevalue("edge_origin")
+
+        async def open_edge() -> NodeAPI:
+            swarm = EdgeSwarm(scratch / "cache", 64 << 20, StaticOwners([origin.target]), "",
+                              p2p=False)
+            await swarm.open()
+            return EdgeNode(swarm, origin.target)
+
+        return ApiHandle("edge", open_edge)
     proc: NodeProcess = request.getfixturevalue("node_process")
 
     async def open_remote() -> NodeAPI:

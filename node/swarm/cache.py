@@ -1,0 +1,284 @@
+"""An edge's chunk cache: verified chunks in segment files, a size limit, and eviction of
+the least recently used segments that no pull in progress needs.
+
+Why not the node's chunk store: its packs are append-only and reclaimed by compaction
+(garbage collection, to come), while a cache must drop bytes the moment it is full. Here
+each fetched run of chunks (a few MiB) is one file, so eviction is an unlink. The index
+lives in memory: a cache is soft state, wiped at start (an edge that restarts refetches,
+from its peers first).
+
+Chunks are kept as they travelled (zstd or raw), so serving a peer costs no re-encoding.
+Every read checks the XXH3 checksum taken when the chunk was written (node/codec.py says
+why not SHA-256; chunks were SHA-256 verified before they were written). All disk work
+runs in worker threads; the index is only touched on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from node.api import Codec, StoredChunk
+from node.codec import checksum
+from node.errors import NotFound
+from node.swarm.holders import Holding
+
+LANDING_WAIT = 10.0         # a peer asked for chunks still arriving here waits this long
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    segment: int
+    offset: int
+    stored_length: int
+    raw_length: int
+    codec: Codec
+    check: int
+
+
+@dataclass(slots=True)
+class _Segment:
+    number: int
+    path: Path
+    size: int = 0
+    writing: bool = True
+    ids: list[bytes] = field(default_factory=list)
+    # (digest, chunk count) -> chunk indexes of that blob held here, as a bitset
+    marks: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+class ChunkCache:
+    def __init__(self, folder: Path, limit: int,
+                 on_drop: Callable[[list[Holding]], None] | None = None) -> None:
+        self.folder = folder
+        self.limit = limit
+        self.size = 0
+        self.evicted_bytes = 0
+        self._on_drop = on_drop
+        self._entries: dict[bytes, _Entry] = {}
+        self._segments: OrderedDict[int, _Segment] = OrderedDict()  # least recent first
+        self._next = 0
+        self._pins: Counter[bytes] = Counter()
+        self._landing: dict[bytes, asyncio.Future[bool]] = {}
+        # (digest, chunk count) -> chunk indexes held, for a full announce
+        self.holdings: dict[tuple[str, int], int] = {}
+
+    async def open(self) -> None:
+        def wipe() -> None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+        await asyncio.to_thread(wipe)
+
+    # -- what is here --------------------------------------------------------------------
+
+    def has(self, ids: Sequence[bytes]) -> list[bool]:
+        return [i in self._entries for i in ids]
+
+    def pin(self, ids: Sequence[bytes]) -> None:
+        """Keep these chunks from eviction until `unpin`: a pull in progress needs them."""
+        self._pins.update(ids)
+
+    def unpin(self, ids: Sequence[bytes]) -> None:
+        self._pins.subtract(ids)
+        for i in ids:
+            if self._pins[i] <= 0:
+                del self._pins[i]
+
+    def mark(self, digest: str, chunk_count: int, first_index: int, ids: Sequence[bytes]
+             ) -> int:
+        """Record that recipe entries first_index... of `digest` are the chunks `ids`, held
+        here; returns the bitset of those actually present (for an announce)."""
+        key = (digest, chunk_count)
+        gained = 0
+        for offset, cid in enumerate(ids):
+            entry = self._entries.get(cid)
+            if entry is None:
+                continue
+            bit = 1 << (first_index + offset)
+            segment = self._segments[entry.segment]
+            segment.marks[key] = segment.marks.get(key, 0) | bit
+            gained |= bit
+        if gained:
+            self.holdings[key] = self.holdings.get(key, 0) | gained
+        return gained
+
+    # -- landing chunks ------------------------------------------------------------------
+
+    def expect(self, ids: Sequence[bytes]) -> None:
+        """Chunks about to arrive: a peer asking for them meanwhile waits for them."""
+        loop = asyncio.get_running_loop()
+        for i in ids:
+            if i not in self._entries and i not in self._landing:
+                self._landing[i] = loop.create_future()
+
+    def settle(self, ids: Sequence[bytes]) -> None:
+        """Release waiters of `ids`: they find the chunks stored, or not."""
+        for i in ids:
+            future = self._landing.pop(i, None)
+            if future is not None and not future.done():
+                future.set_result(i in self._entries)
+
+    async def write(self, chunks: Sequence[StoredChunk]) -> None:
+        """Store verified chunks as one new segment; visible (and landed) on return."""
+        number = self._next
+        self._next += 1
+        segment = _Segment(number, self.folder / f"seg-{number:08d}")
+        self._segments[number] = segment
+
+        def run() -> list[tuple[int, int]]:
+            spots = []
+            with segment.path.open("wb") as f:
+                offset = 0
+                for c in chunks:
+                    f.write(c.data)
+                    spots.append((offset, checksum(c.data)))
+                    offset += len(c.data)
+            return spots
+
+        try:
+            spots = await asyncio.to_thread(run)
+        except BaseException:
+            self._segments.pop(number, None)
+            await asyncio.to_thread(segment.path.unlink, True)
+            raise
+        for c, (offset, check) in zip(chunks, spots, strict=True):
+            self._entries[c.id] = _Entry(number, offset, len(c.data), c.raw_length, c.codec,
+                                         check)
+            segment.ids.append(c.id)
+            segment.size += len(c.data)
+        segment.writing = False
+        self.size += segment.size
+        self.settle([c.id for c in chunks])
+        await self.evict()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def read(self, ids: Sequence[bytes]) -> list[StoredChunk]:
+        """The chunks as stored, checked; NotFound for the first one not here (evicted,
+        or dropped because its bytes changed on disk)."""
+        entries = []
+        for i in ids:
+            entry = self._entries.get(i)
+            if entry is None:
+                raise NotFound(f"chunk {i.hex()} is not cached")
+            entries.append(entry)
+            if entry.segment in self._segments:
+                self._segments.move_to_end(entry.segment)
+        paths = {e.segment: self._segments[e.segment].path for e in entries
+                 if e.segment in self._segments}
+
+        def run() -> list[StoredChunk | int]:
+            # Chunks of one segment are read with one open and one pread per run of
+            # neighbours (a piece landed in order lies in a few segments, back to back).
+            out: list[StoredChunk | int] = []
+            at = 0
+            while at < len(entries):
+                number = entries[at].segment
+                stop = at + 1
+                while (stop < len(entries) and entries[stop].segment == number
+                       and entries[stop].offset == entries[stop - 1].offset
+                       + entries[stop - 1].stored_length):
+                    stop += 1
+                out.extend(_read_run(paths.get(number), ids[at:stop], entries[at:stop]))
+                at = stop
+            return out
+
+        found = await asyncio.to_thread(run)
+        bad = {s for s in found if isinstance(s, int)}
+        if bad:
+            await _unlink([self._drop(n) for n in bad if n in self._segments])
+            raise NotFound("cached chunks were evicted or damaged")
+        return [c for c in found if isinstance(c, StoredChunk)]
+
+    async def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
+        """For peers: chunks in order, waiting a while for those still landing here."""
+        step = 64
+        for start in range(0, len(ids), step):
+            batch = ids[start:start + step]
+            for i in batch:
+                future = self._landing.get(i)
+                if i not in self._entries and future is not None:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(future), LANDING_WAIT)
+                    except TimeoutError:
+                        break
+            for chunk in await self.read(batch):
+                yield chunk
+
+    # -- eviction ------------------------------------------------------------------------
+
+    async def evict(self) -> None:
+        """Drop least recently used segments none of whose chunks is pinned, until the
+        cache fits its limit (pinned chunks may hold it over for a while)."""
+        if self.size <= self.limit:
+            return
+        doomed: list[Path] = []
+        for number in list(self._segments):
+            if self.size <= self.limit:
+                break
+            segment = self._segments[number]
+            if segment.writing or any(i in self._pins for i in segment.ids):
+                continue
+            self.evicted_bytes += segment.size
+            doomed.append(self._drop(number))
+        if doomed:
+            await _unlink(doomed)
+
+    def _drop(self, number: int) -> Path:
+        segment = self._segments.pop(number)
+        self.size -= segment.size
+        for i in segment.ids:
+            entry = self._entries.get(i)
+            if entry is not None and entry.segment == number:
+                del self._entries[i]
+        dropped = []
+        for (digest, count), bits in segment.marks.items():
+            held = self.holdings.get((digest, count), 0) & ~bits
+            if held:
+                self.holdings[(digest, count)] = held
+            else:
+                self.holdings.pop((digest, count), None)
+            dropped.append(Holding(digest, count, dropped=bits))
+        if dropped and self._on_drop is not None:
+            self._on_drop(dropped)
+        return segment.path
+
+
+async def _unlink(paths: list[Path]) -> None:
+    def run() -> None:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+    await asyncio.to_thread(run)
+
+
+def _read_run(path: Path | None, ids: Sequence[bytes], run: Sequence[_Entry]
+              ) -> list[StoredChunk | int]:
+    """Chunks lying back to back in one segment, each checked; the segment's number in
+    place of a chunk that is gone or damaged."""
+    number = run[0].segment
+    start = run[0].offset
+    try:
+        if path is None:
+            raise FileNotFoundError(number)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            span = os.pread(fd, run[-1].offset + run[-1].stored_length - start, start)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return [number] * len(run)
+    out: list[StoredChunk | int] = []
+    for cid, e in zip(ids, run, strict=True):
+        data = span[e.offset - start:e.offset - start + e.stored_length]
+        if len(data) != e.stored_length or checksum(data) != e.check:
+            out.append(number)
+        else:
+            out.append(StoredChunk(cid, e.codec, e.raw_length, data))
+    return out

@@ -1,0 +1,109 @@
+"""An edge whose cache is full: pulls still return the right bytes, the least recently
+used chunks go, and the origin stops listing the edge for what it evicted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from swarmtest import Edge, Origin, stopping
+
+from node.swarm.client import SwarmClient
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="shoal-swarm-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def held_by(origin: Origin, edge: Edge, digest: str) -> int:
+    """How many chunks of `digest` the origin lists `edge` as holding."""
+    async def ask() -> int:
+        client = SwarmClient()
+        try:
+            found = await client.holders(origin.target, digest, "")
+        finally:
+            await client.close()
+        return sum(bin(bits).count("1") for address, bits in found.holders
+                   if address == edge.peer)
+
+    return asyncio.run(ask())
+
+
+def test_a_full_cache_evicts_and_still_serves_pulls(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        edge = Edge(root, "edge", origin, "--cache-size", "10M")
+        with stopping(edge):
+            first = os.urandom(8 * MiB)
+            second = os.urandom(8 * MiB)
+            a = edge.push("lib/a", first)
+            b = edge.push("lib/b", second)
+            assert edge.pull("lib/a", a) == a
+            deadline = time.monotonic() + 20
+            while held_by(origin, edge, a) == 0:
+                assert time.monotonic() < deadline, "never announced"
+                time.sleep(0.1)
+            listed = held_by(origin, edge, a)
+
+            assert edge.pull("lib/b", b) == b
+            assert edge.counter("shoal_edge_evicted_bytes_total") > 0
+            assert edge.counter("shoal_edge_cache_bytes") <= 10 * MiB
+            # Eviction is withdrawn from the origin's holder list.
+            deadline = time.monotonic() + 20
+            while held_by(origin, edge, a) >= listed:
+                assert time.monotonic() < deadline, "eviction never withdrawn"
+                time.sleep(0.1)
+
+            # Evicted chunks are fetched again; the pull is whole and right.
+            assert edge.pull("lib/a", a) == a
+            assert edge.pull("lib/b", b) == b
+            assert edge.counter("shoal_edge_cache_bytes") <= 10 * MiB
+
+
+def test_an_edge_that_stops_is_no_longer_listed(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        edge = Edge(root, "edge", origin)
+        with stopping(edge):
+            digest = edge.push("lib/a", os.urandom(2 * MiB))
+            assert edge.pull("lib/a", digest) == digest
+            deadline = time.monotonic() + 20
+            while held_by(origin, edge, digest) == 0:
+                assert time.monotonic() < deadline, "never announced"
+                time.sleep(0.1)
+        assert edge.proc.returncode == 0
+        assert held_by(origin, edge, digest) == 0  # it said it was leaving
+
+
+def test_an_edge_restarted_after_a_crash_is_not_listed_for_what_it_lost(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        edge = Edge(root, "edge", origin)
+        with stopping(edge):
+            digest = edge.push("lib/a", os.urandom(2 * MiB))
+            assert edge.pull("lib/a", digest) == digest
+            deadline = time.monotonic() + 20
+            while held_by(origin, edge, digest) == 0:
+                assert time.monotonic() < deadline, "never announced"
+                time.sleep(0.1)
+            edge.kill()
+        again = Edge(root, "edge", origin, like=edge)  # its cache wiped, its lease alive
+        with stopping(again):
+            deadline = time.monotonic() + 20
+            while held_by(origin, again, digest) > 0:
+                assert time.monotonic() < deadline, "still listed for a wiped cache"
+                time.sleep(0.1)
+            assert again.pull("lib/a", digest) == digest

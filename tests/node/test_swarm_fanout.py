@@ -1,0 +1,152 @@
+"""Edges pulling one blob at the same moment: real `shoal node` and `shoal edge` processes
+on loopback. The origin's own counter of bytes served measures what the swarm saved."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from swarmtest import Edge, Origin, metric, stopping
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="shoal-swarm-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def pull_all(edges: list[Edge], repository: str, digest: str) -> list[str | BaseException]:
+    def pull(edge: Edge) -> str | BaseException:
+        try:
+            return edge.pull(repository, digest)
+        except Exception as exc:  # the caller decides which failures are expected
+            return exc
+
+    with ThreadPoolExecutor(len(edges)) as pool:
+        return list(pool.map(pull, edges))
+
+
+def test_four_edges_pull_one_blob_and_the_origin_sends_it_about_once(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        edges = [Edge(root, f"edge{i}", origin) for i in range(4)]
+        with stopping(*edges):
+            data = os.urandom(48 * MiB)
+            digest = edges[0].push("lib/app", data)
+            before = origin.sent()
+            assert pull_all(edges, "lib/app", digest) == [digest] * 4
+            sent = origin.sent() - before
+            assert sent < 4 * len(data), f"origin sent {sent / len(data):.2f} copies"
+            from_peers = sum(e.received("peer") for e in edges)
+            from_owner = sum(e.received("owner") for e in edges)
+            assert from_peers > 0
+            assert from_peers + from_owner >= 4 * len(data)
+            print(f"origin sent {sent / len(data):.2f} copies; peers {from_peers / MiB:.0f} MiB")
+
+            # Pulled again: every byte from the local cache.
+            assert edges[1].pull("lib/app", digest) == digest
+            assert edges[1].received("cache") >= len(data)
+
+
+def test_an_edge_killed_mid_transfer_costs_the_others_nothing(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        edges = [Edge(root, f"edge{i}", origin) for i in range(4)]
+        victim = edges[0]
+        with stopping(*edges):
+            data = os.urandom(64 * MiB)
+            digest = edges[1].push("lib/app", data)
+
+            def kill_once_it_holds_something() -> None:
+                while victim.proc.poll() is None:
+                    if victim.received("owner") + victim.received("peer") > 0:
+                        victim.kill()
+                        return
+                    time.sleep(0.01)
+
+            killer = threading.Thread(target=kill_once_it_holds_something)
+            killer.start()
+            results = pull_all(edges, "lib/app", digest)
+            killer.join(60)
+            assert victim.proc.poll() is not None
+            assert results[1:] == [digest] * 3
+
+
+def test_a_blob_pushed_through_an_edge_lands_on_the_origin(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        a, b = Edge(root, "a", origin), Edge(root, "b", origin)
+        with stopping(a, b):
+            data = os.urandom(3 * MiB)
+            digest = a.push("lib/tool", data)
+            assert b.pull("lib/tool", digest) == digest
+            # The other edge had nothing of it: every byte came from the origin or from a.
+            assert b.received("owner") + b.received("peer") >= len(data)
+
+
+def test_without_p2p_every_byte_comes_from_the_origin(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        edges = [Edge(root, f"edge{i}", origin, "--no-p2p") for i in range(2)]
+        with stopping(*edges):
+            data = os.urandom(12 * MiB)
+            digest = edges[0].push("lib/app", data)
+            before = origin.sent()
+            assert pull_all(edges, "lib/app", digest) == [digest] * 2
+            assert origin.sent() - before >= 2 * len(data)
+            assert all(e.received("peer") == 0 for e in edges)
+
+
+def test_a_peer_serving_wrong_bytes_is_put_aside_and_the_pull_succeeds(root: Path) -> None:
+    origin = Origin(root)
+    with stopping(origin):
+        pusher = Edge(root, "pusher", origin)
+        with stopping(pusher):
+            data = os.urandom(16 * MiB)
+            digest = pusher.push("lib/app", data)
+        port_file = root / "evil.port"
+        log = (root / "evil.log").open("wb")
+        evil = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("evil_peer.py")), origin.target,
+             digest, str(port_file)], stdout=log, stderr=log, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not port_file.exists() or not port_file.read_text().endswith("\n"):
+                assert evil.poll() is None, (root / "evil.log").read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            edge = Edge(root, "victim", origin)
+            with stopping(edge):
+                assert edge.pull("lib/app", digest) == digest
+                assert edge.counter("shoal_edge_rejected_chunks_total") >= 1
+                assert edge.received("owner") >= len(data) - 4 * MiB
+        finally:
+            os.kill(evil.pid, signal.SIGKILL)
+            evil.wait(20)
+            log.close()
+
+
+def test_an_origin_at_its_cap_answers_busy_and_every_pull_completes(root: Path) -> None:
+    origin = Origin(root, "--serve-limit", "1")
+    with stopping(origin):
+        edges = [Edge(root, f"edge{i}", origin, "--no-p2p") for i in range(3)]
+        with stopping(*edges):
+            data = os.urandom(12 * MiB)
+            digest = edges[0].push("lib/app", data)
+            assert pull_all(edges, "lib/app", digest) == [digest] * 3
+            assert metric(origin.metrics_url, "shoal_peer_busy_total") > 0

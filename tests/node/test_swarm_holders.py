@@ -1,0 +1,109 @@
+"""The owner's holder book: additive announces, leases, resync, bounds, redirect data."""
+
+from __future__ import annotations
+
+from node.swarm.holders import HolderBook, Holding, from_bits, to_bits
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_announces_add_and_drop_bits() -> None:
+    book = HolderBook()
+    assert book.announce("a:1", [Holding("sha256:x", 10, gained=0b0111)], full=True)
+    assert book.announce("a:1", [Holding("sha256:x", 10, gained=0b1000, dropped=0b0001)])
+    assert book.holders("sha256:x") == (10, [("a:1", 0b1110)])
+    book.announce("a:1", [Holding("sha256:x", 10, dropped=0b1110)])
+    assert book.holders("sha256:x") == (0, [])
+
+
+def test_an_unknown_holder_is_asked_to_resend_everything() -> None:
+    book = HolderBook()
+    assert not book.announce("a:1", [])  # first heartbeat: resync wanted
+    assert book.announce("a:1", [])
+    assert book.announce("a:1", [Holding("sha256:x", 4, gained=1)], full=True)
+
+
+def test_leases_expire_and_heartbeats_renew_them() -> None:
+    clock = Clock()
+    book = HolderBook(lease=10, clock=clock)
+    book.announce("a:1", [Holding("sha256:x", 4, gained=0b1111)], full=True)
+    book.announce("b:1", [Holding("sha256:x", 4, gained=0b0011)], full=True)
+    clock.now = 8
+    book.announce("b:1", [])
+    clock.now = 12
+    assert book.holders("sha256:x") == (4, [("b:1", 0b0011)])
+    assert len(book) == 1
+
+
+def test_leaving_forgets_the_holder_and_the_asker_is_left_out() -> None:
+    book = HolderBook()
+    for name in ("a:1", "b:1"):
+        book.announce(name, [Holding("sha256:x", 4, gained=0b1111)], full=True)
+    assert [a for a, _ in book.holders("sha256:x", exclude="a:1")[1]] == ["b:1"]
+    book.leave("b:1")
+    assert book.holders("sha256:x", exclude="a:1") == (0, [])
+
+
+def test_a_full_announce_replaces_what_was_held() -> None:
+    book = HolderBook()
+    book.announce("a:1", [Holding("sha256:x", 4, gained=0b1111)], full=True)
+    book.announce("a:1", [Holding("sha256:y", 2, gained=0b01)], full=True)
+    assert book.holders("sha256:x") == (0, [])
+    assert book.holders("sha256:y") == (2, [("a:1", 0b01)])
+
+
+def test_tables_are_bounded() -> None:
+    book = HolderBook(max_holders=3, max_blobs=2)
+    for i in range(5):
+        book.announce(f"h:{i}", [Holding("sha256:x", 1, gained=1)], full=True)
+    assert len(book) == 3
+    assert sorted(a for a, _ in book.holders("sha256:x")[1]) == ["h:2", "h:3", "h:4"]
+    book.announce("h:4", [Holding(f"sha256:{d}", 1, gained=1) for d in "abc"])
+    # h:4 keeps its two most recent blobs: it no longer lists x (nor a).
+    assert sorted(book.holders("sha256:x")[1]) == [("h:2", 1), ("h:3", 1)]
+    assert book.holders("sha256:a") == (0, [])
+    assert book.holders("sha256:c") == (1, [("h:4", 1)])
+
+
+def test_answers_are_capped_at_the_limit() -> None:
+    book = HolderBook()
+    for i in range(50):
+        book.announce(f"h:{i}", [Holding("sha256:x", 3, gained=0b101)], full=True)
+    count, found = book.holders("sha256:x", limit=8)
+    assert count == 3 and len(found) == 8 and len({a for a, _ in found}) == 8
+
+
+def test_gained_lists_known_holders_only() -> None:
+    book = HolderBook()
+    book.gained("a:1", "sha256:x", 8, 0b11)
+    assert book.holders("sha256:x") == (0, [])
+    book.announce("a:1", [], full=True)
+    book.gained("a:1", "sha256:x", 8, 0b11)
+    assert book.holders("sha256:x") == (8, [("a:1", 0b11)])
+
+
+def test_bitmaps_on_the_wire_are_lsb_first_and_trimmed() -> None:
+    assert from_bits(0b1_0000_0001, 9) == b"\x01\x01"
+    assert to_bits(b"\xff\xff", 9) == 0x1FF
+    assert to_bits(b"", 5) == 0
+
+
+def test_a_holder_reported_unreachable_goes_unless_it_heartbeats() -> None:
+    clock = Clock()
+    book = HolderBook(lease=10, clock=clock)
+    for name in ("dead:1", "live:1"):
+        book.announce(name, [Holding("sha256:x", 2, gained=0b11)], full=True)
+    book.suspect("dead:1")
+    book.suspect("live:1")
+    clock.now = 3
+    book.announce("live:1", [])
+    clock.now = 6
+    assert [a for a, _ in book.holders("sha256:x")[1]] == ["live:1"]
+    clock.now = 14
+    assert [a for a, _ in book.holders("sha256:x")[1]] == []  # its lease ran out
