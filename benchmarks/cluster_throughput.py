@@ -13,6 +13,8 @@
    whether the clients, the gateways or the nodes used the two cores.
    Disk: each member's data folder (allocated blocks) and its processes' write_bytes
    (/proc/PID/io) after the pushes, against the logical bytes: replication costs R x.
+   Members run the shipped --repair-interval (10 s) meanwhile: every pass scans all the
+   chunks a member holds, so a shorter one costs the writers (--push-repair-interval).
 2. Repair, per --repair-rates (MB/s, `shoal node --repair-rate`; --repair-interval 1 s):
    the cluster is restarted with that rate and left to converge, then one member is
    killed with SIGKILL, its data folder wiped, and it is started again empty. The clock
@@ -22,7 +24,8 @@
    the member stores again (its packs) over that time, in GB per minute.
 
     python -m benchmarks.cluster_throughput [--nodes 3] [-R 2] [-W 2] [--clients 4]
-        [--mib 256] [--gateways 1] [--repair-rates 64,1000] [--compressible] [--out DIR]
+        [--mib 256] [--gateways 1] [--repair-rates 64,1000] [--push-repair-interval 10]
+        [--compressible] [--out DIR]
 
 Figures go to OUT/cluster_throughput.{json,png} (OUT: benchmarks/results).
 """
@@ -61,6 +64,7 @@ CONVERGE_TIMEOUT = 900.0
 POLL = 0.5
 STATUS_CLI_TIMEOUT = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+REPAIR_INTERVAL = 1.0       # repair rounds: passes back to back, so cadence does not dominate
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -183,11 +187,11 @@ class Setup:
 
 
 def member_argv(setup: Setup, member: Member, data: Path, port_file: Path,
-                rate: float) -> list[str]:
+                rate: float, interval: float) -> list[str]:
     assert setup.cluster_file is not None
     return shoal("node", "--cluster", str(setup.cluster_file), "--id", member.id,
                  "--data", str(data), "--port-file", str(port_file),
-                 "--repair-interval", "1", "--repair-rate", f"{rate:g}")
+                 "--repair-interval", f"{interval:g}", "--repair-rate", f"{rate:g}")
 
 
 def start_single(work: Path, gateways: int) -> Setup:
@@ -204,7 +208,7 @@ def start_single(work: Path, gateways: int) -> Setup:
 
 
 def start_cluster(work: Path, nodes: int, replicas: int, quorum: int, gateways: int,
-                  rate: float) -> Setup:
+                  rate: float, interval: float) -> Setup:
     setup = Setup("cluster", work)
     work.mkdir(parents=True)
     setup.config = ClusterConfig(
@@ -216,7 +220,7 @@ def start_cluster(work: Path, nodes: int, replicas: int, quorum: int, gateways: 
         home = work / m.id
         home.mkdir()
         setup.nodes.append(NodeProc(m.id, member_argv(setup, m, home / "data", home / "port",
-                                                      rate),
+                                                      rate, interval),
                                     home / "data", home / "port", home / "node.log"))
     for node in setup.nodes:
         node.start()
@@ -420,7 +424,7 @@ async def repair_round(setup: Setup, rate: float, victim_id: str) -> dict[str, A
     for node in setup.nodes:
         node.stop()
         m = config.member(node.name)
-        node.argv = member_argv(setup, m, node.data, node.port_file, rate)
+        node.argv = member_argv(setup, m, node.data, node.port_file, rate, REPAIR_INTERVAL)
     for node in setup.nodes:
         await asyncio.to_thread(node.start)
     settle, _, _ = await converge(config)
@@ -447,6 +451,8 @@ async def repair_round(setup: Setup, rate: float, victim_id: str) -> dict[str, A
     figures = {
         "repair_rate_mb_per_s": rate, "victim": victim_id,
         "victim_pack_bytes_before": held, "received_bytes": received,
+        "victim_chunks_before": member(before, victim_id)["chunks"],
+        "victim_blobs_before": member(before, victim_id)["blobs"],
         "received_chunks": got["chunks"], "received_blobs": got["blobs"],
         "survivors_repaired_bytes": sent,
         "kill_to_serving_seconds": serving - killed,
@@ -485,6 +491,8 @@ async def run(args: argparse.Namespace, work: Path, setups: list[Setup]) -> dict
     figures: dict[str, Any] = {
         "nodes": args.nodes, "replicas": args.replicas, "write_quorum": args.write_quorum,
         "clients": args.clients, "bytes_per_client": size, "gateways": args.gateways,
+        "repair_interval_during_throughput_s": args.push_repair_interval,
+        "repair_interval_during_repair_s": REPAIR_INTERVAL,
         "client": "HTTP through shoal gateway processes (OCI monolithic upload, GET)",
         "cpus": os.cpu_count(), "load_average_before": load, "throughput": {}}
     payloads = {kind: make_payloads(args.clients, size, kind) for kind in kinds}
@@ -496,7 +504,8 @@ async def run(args: argparse.Namespace, work: Path, setups: list[Setup]) -> dict
             setup = start_single(work / "single", args.gateways)
         else:
             setup = start_cluster(work / "cluster", args.nodes, args.replicas,
-                                  args.write_quorum, args.gateways, args.repair_rates[0])
+                                  args.write_quorum, args.gateways, args.repair_rates[0],
+                                  args.push_repair_interval)
         setups.append(setup)
         for data_kind in kinds:
             print(f"   {data_kind} data")
@@ -635,6 +644,9 @@ def main() -> None:
     parser.add_argument("--gateways", type=int, default=1, help="gateways per setup (1)")
     parser.add_argument("--repair-rates", type=_rates, default=[64.0, 1000.0],
                         help="--repair-rate of each repair round, MB/s (64,1000)")
+    parser.add_argument("--push-repair-interval", type=float, default=10.0, metavar="S",
+                        help="members' --repair-interval while clients push and pull "
+                             "(10, the shipped default; every pass scans all chunks)")
     parser.add_argument("--victim", default="", help="member to wipe (the last one)")
     parser.add_argument("--compressible", action="store_true",
                         help="also a round of text-like data that zstd shrinks")
