@@ -536,15 +536,23 @@ def _commit() -> str:
     return ""
 
 
+def server_cpu_per_gb(phase: dict[str, Any]) -> float:
+    """CPU seconds of the nodes and gateways per GB the clients moved."""
+    server = sum(s for name, s in phase["cpu_seconds"].items() if name != "clients")
+    return float(server / (phase["bytes"] / 1e9))
+
+
 def print_table(figures: dict[str, Any]) -> None:
     print()
+    # CPU per GB moved holds up when other work shares the cores; MB/s does not.
     print(f"  {'data':7s} {'phase':5s} {'single MB/s':>12s} {'cluster MB/s':>13s} "
-          f"{'cluster÷single':>15s}")
+          f"{'cluster÷single':>15s} {'server CPU s/GB single':>23s} {'cluster':>8s}")
     for kind, entry in figures["throughput"].items():
         for phase in ("push", "pull"):
+            cost = [server_cpu_per_gb(entry[setup][phase]) for setup in ("single", "cluster")]
             print(f"  {kind:7s} {phase:5s} {entry['single'][phase]['mb_per_s']:12.1f} "
                   f"{entry['cluster'][phase]['mb_per_s']:13.1f} "
-                  f"{entry['ratio'][phase]:14.2f}x")
+                  f"{entry['ratio'][phase]:14.2f}x {cost[0]:23.1f} {cost[1]:8.1f}")
     print()
     print(f"  {'data':7s} {'setup':8s} {'folders grew':>13s} {'x logical':>10s} "
           f"{'node writes':>12s} {'x logical':>10s}")
