@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 from node.cluster.config import ClusterConfig, Member, write
 
 log = logging.getLogger(__name__)
+
+START_TIMEOUT = 60.0
 
 
 def run(nodes: int, replicas: int, write_quorum: int | None, data: Path,
@@ -46,7 +49,18 @@ def run(nodes: int, replicas: int, write_quorum: int | None, data: Path,
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     names = [*(m.id for m in config.members), "gateway"]
-    children = [subprocess.Popen(argv) for argv in argvs]
+    children = [subprocess.Popen(argv) for argv in argvs[:-1]]
+    # The gateway starts once every member listens, so its first requests find them up.
+    deadline = time.monotonic() + START_TIMEOUT
+    for member, child in zip(config.members, children, strict=True):
+        host, port = member.address.rsplit(":", 1)
+        while not stopping and child.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+    children.append(subprocess.Popen(argvs[-1]))
     log.info("cluster of %d nodes (R=%d, W=%d), file %s; registry on http://%s:%d",
              nodes, config.replicas, config.write_quorum, cluster_file, *listen)
     status = 0

@@ -72,9 +72,13 @@ async def show(config: ClusterConfig | None, node: str | None, as_json: bool) ->
     rows = await _ask(config)
     under = sum(r.under_replicated for _, up, r in rows if up)
     everyone = {m.id for m, _, _ in rows}
-    # Converged only once every member has finished a pass that began with all members up.
-    pending = len(rows) > 1 and any(up and set(r.repair_view) != everyone
-                                    for _, up, r in rows)
+    latest_start = max((r.started_ms for _, up, r in rows if up), default=0)
+    # Converged only once every member has finished a pass that began with all members up
+    # and after the last of them started: a pass from before a member restarted (perhaps
+    # with an empty disk) cannot have found what that member lacks.
+    pending = len(rows) > 1 and any(
+        up and (set(r.repair_view) != everyone or r.last_pass_began_ms <= latest_start)
+        for _, up, r in rows)
     healthy = all(up for _, up, _ in rows)
     if as_json:
         print(json.dumps({

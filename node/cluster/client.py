@@ -160,6 +160,10 @@ class ClusterNode:
         if not recipe and digest not in EMPTY_DIGESTS:
             raise InvalidArgument(f"an empty recipe cannot be {digest}")
         await self.chunks.check_stored(list(recipe.entries()))
+        return await self._record_blob(digest, recipe)
+
+    async def _record_blob(self, digest: str, recipe: Recipe) -> BlobInfo:
+        """Write a recipe whose chunks are known to be stored to the blob's owners."""
         answers = await self._replicate(placement.BLOB, digest,
                                         lambda p: p.node.commit_blob(digest, recipe))
         return answers[0]
@@ -351,7 +355,9 @@ class ClusterNode:
                 f"upload {upload_id} has {recipe.size} bytes, not {expected_size}")
         if not recipe and digest not in EMPTY_DIGESTS:
             raise InvalidArgument(f"an empty upload cannot be {digest}")
-        info = await self.commit_blob(digest, recipe)
+        # Each part's chunks were checked when it was appended: no second look-up of every
+        # chunk of the blob.
+        info = await self._record_blob(digest, recipe)
         stamp = self.clock.now()
         await self._replicate(placement.REPOSITORY, repository,
                               lambda p: p.node.link_blob(repository, digest, info, stamp))

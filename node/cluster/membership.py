@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
@@ -40,6 +41,7 @@ class Peer:
         self.node = RemoteNode(member.address, tls=config.tls)
         self.cluster = cluster_pb2_grpc.ClusterStub(self.node.channel)
         self.up = True  # optimistic until the first check: a new gateway can serve at once
+        self.down_since = 0.0  # time.monotonic() when last seen going down
         self._down = asyncio.Event()
 
     def mark(self, up: bool, why: str = "") -> None:
@@ -50,6 +52,7 @@ class Peer:
             self._down = asyncio.Event()
             log.info("member %s (%s) is up", self.id, self.address)
         else:
+            self.down_since = time.monotonic()
             self._down.set()
             log.warning("member %s (%s) is down: %s", self.id, self.address, why)
 

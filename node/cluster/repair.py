@@ -33,7 +33,9 @@ from shoal.v1 import cluster_pb2
 log = logging.getLogger(__name__)
 
 SCAN_STEP = 2048            # chunk ids looked at per step
-SEND_BATCH = 4 << 20        # chunk bytes sent to one owner at once
+SEND_IDS = 512              # chunks read from disk at once for sending
+SEND_BATCH = 16 << 20       # chunk bytes sent to one owner as one put stream (one fsync)
+DOWN_GRACE = 30.0           # seconds a member may be down before its copies are made elsewhere
 
 
 @dataclass
@@ -45,6 +47,7 @@ class RepairStats:
     scrubbed_chunks: int = 0
     last_scrub_ms: int = 0
     view: tuple[str, ...] = ()     # members up when the last complete pass began
+    pass_began_ms: int = 0         # when it began
 
 
 class RateLimit:
@@ -70,7 +73,8 @@ class RateLimit:
 
 class Repairer:
     def __init__(self, node: LocalNode, members: Membership, self_id: str,
-                 rate: float = 64 << 20) -> None:
+                 rate: float = 64 << 20, grace: float = DOWN_GRACE) -> None:
+        self.grace = grace
         self.node = node
         self.members = members
         self.self_id = self_id
@@ -79,10 +83,19 @@ class Repairer:
         self.limit = RateLimit(rate)
         self.stats = RepairStats()
 
+    def _owners(self, kind: bytes, key: bytes | str) -> list[Peer]:
+        """The owners repair keeps `key` on: the first R members in its order that are up
+        or went down less than `grace` seconds ago. A member restarting, or briefly cut
+        off, keeps its place instead of having its copies made elsewhere and then sent
+        back to it."""
+        now = time.monotonic()
+        kept = [p for p in placement.rank(self.members.peers, kind, key)
+                if p.up or now - p.down_since < self.grace]
+        return kept[:self.replicas]
+
     def _others(self, kind: bytes, key: bytes | str) -> list[Peer]:
         """The live owners of `key` other than this member."""
-        owners = self.members.write_order(kind, key)[:self.replicas]
-        return [p for p in owners if p.id != self.self_id]
+        return [p for p in self._owners(kind, key) if p.id != self.self_id and p.up]
 
     async def run_forever(self, interval: float) -> None:
         while True:
@@ -94,11 +107,13 @@ class Repairer:
 
     async def repair_once(self) -> int:
         """One pass; the number of items found short of R (and sent where possible)."""
+        began = int(time.time() * 1000)
         view = tuple(p.id for p in self.members.live())
         short = await self._repair_metadata() + await self._repair_blobs()
         short += await self._repair_chunks()
         self.stats.under_replicated = short
         self.stats.view = view
+        self.stats.pass_began_ms = began
         self.stats.last_pass_ms = int(time.time() * 1000)
         return short
 
@@ -160,39 +175,63 @@ class Repairer:
             short += await self._repair_chunk_step(ids)
 
     async def _repair_chunk_step(self, ids: Sequence[bytes]) -> int:
+        """Ask every other owner of these chunks which it holds, then send each missing
+        copy from one holder only: the first owner in the chunk's order that has it, or,
+        when no owner has it, the stand-ins that do (there may be a few; duplicates cost
+        bytes, never correctness)."""
+        owners = {cid: self._owners(placement.CHUNK, cid) for cid in ids}
         asks: dict[str, list[bytes]] = {}
         peers: dict[str, Peer] = {}
         for cid in ids:
-            for peer in self._others(placement.CHUNK, cid):
-                asks.setdefault(peer.id, []).append(cid)
-                peers[peer.id] = peer
-        short = 0
-        for pid, wanted in asks.items():
+            for peer in owners[cid]:
+                if peer.id != self.self_id and peer.up:
+                    asks.setdefault(peer.id, []).append(cid)
+                    peers[peer.id] = peer
+
+        async def ask(pid: str) -> tuple[str, dict[bytes, bool] | None]:
             peer = peers[pid]
             try:
-                held = await peer.call(peer.node.chunk_lengths(wanted))
+                held = await peer.call(peer.node.chunk_lengths(asks[pid]))
             except NodeError:
+                return pid, None
+            return pid, {cid: n is not None for cid, n in zip(asks[pid], held, strict=True)}
+
+        answers = dict(await asyncio.gather(*(ask(pid) for pid in asks)))
+        sends: dict[str, list[bytes]] = {}
+        short = 0
+        for cid in ids:
+            holders = [p.id for p in owners[cid] if p.id == self.self_id
+                       or (answers.get(p.id) or {}).get(cid)]
+            missing = []
+            for peer in owners[cid]:
+                answer = answers.get(peer.id)
+                if peer.id != self.self_id and answer is not None and not answer[cid]:
+                    missing.append(peer.id)
+            if not missing:
                 continue
-            missing = [cid for cid, n in zip(wanted, held, strict=True) if n is None]
-            if missing:
-                short += len(missing)
-                await self._send(peer, missing)
+            short += 1
+            if holders[:1] == [self.self_id] or not holders:
+                for pid in missing:
+                    sends.setdefault(pid, []).append(cid)
+        await asyncio.gather(*(self._send(peers[pid], wanted) for pid, wanted in sends.items()))
         return short
 
     async def _send(self, peer: Peer, ids: list[bytes]) -> None:
-        chunks = await asyncio.to_thread(self.node.chunks.get_available, ids)
-        for group in by_size(chunks, SEND_BATCH):
-            size = sum(len(c.data) for c in group)
-            await self.limit.take(size)
-            try:
-                await put_on(peer, group)
-            except NodeError as exc:
-                log.warning("repair: sending %d chunks to %s failed: %s", len(group), peer.id,
-                            exc)
-                return
-            self.stats.repaired_chunks += len(group)
-            self.stats.repaired_bytes += size
-            log.info("repair: %d chunks (%d bytes) sent to %s", len(group), size, peer.id)
+        for start in range(0, len(ids), SEND_IDS):
+            chunks = await asyncio.to_thread(self.node.chunks.get_available,
+                                             ids[start:start + SEND_IDS])
+            for group in by_size(chunks, SEND_BATCH):
+                size = sum(len(c.data) for c in group)
+                await self.limit.take(size)
+                try:
+                    await put_on(peer, group)
+                except NodeError as exc:
+                    log.warning("repair: sending %d chunks to %s failed: %s", len(group),
+                                peer.id, exc)
+                    return
+                self.stats.repaired_chunks += len(group)
+                self.stats.repaired_bytes += size
+                log.info("repair: %d chunks (%d bytes) sent to %s", len(group), size, peer.id)
 
     # -- scrub -----------------------------------------------------------------------------
 

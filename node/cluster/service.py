@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         self.member_id = member_id
         self.members = members
         self.repairer = repairer
+        self.started_ms = int(time.time() * 1000)
 
     @unary
     async def Status(self, request: cluster_pb2.StatusRequest, context: Ctx
@@ -32,7 +34,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
         reply = cluster_pb2.NodeStatus(
             id=self.member_id, role="node", chunks=stats.chunks, blobs=stats.blobs,
             pack_bytes=stats.pack_bytes, index_bytes=stats.index_bytes, disk_free_bytes=free,
-            corrupt_chunks=stats.corrupt_chunks)
+            corrupt_chunks=stats.corrupt_chunks, started_ms=self.started_ms)
         if self.repairer is not None:
             r = self.repairer.stats
             reply.under_replicated = r.under_replicated
@@ -42,6 +44,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServicer):
             reply.scrubbed_chunks = r.scrubbed_chunks
             reply.last_scrub_ms = r.last_scrub_ms
             reply.repair_view.extend(r.view)
+            reply.last_pass_began_ms = r.pass_began_ms
         if self.members is not None:
             reply.live_members.extend(p.id for p in self.members.live())
         return reply

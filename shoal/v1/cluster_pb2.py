@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16shoal/v1/cluster.proto\x12\x08shoal.v1\"\x0f\n\rStatusRequest\"\xdd\x02\n\nNodeStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x04\x12\r\n\x05\x62lobs\x18\x04 \x01(\x04\x12\x12\n\npack_bytes\x18\x05 \x01(\x04\x12\x13\n\x0bindex_bytes\x18\x06 \x01(\x04\x12\x17\n\x0f\x64isk_free_bytes\x18\x07 \x01(\x04\x12\x18\n\x10under_replicated\x18\x08 \x01(\x04\x12\x16\n\x0e\x63orrupt_chunks\x18\t \x01(\x04\x12\x16\n\x0elast_repair_ms\x18\n \x01(\x03\x12\x17\n\x0frepaired_chunks\x18\x0b \x01(\x04\x12\x16\n\x0erepaired_bytes\x18\x0c \x01(\x04\x12\x17\n\x0fscrubbed_chunks\x18\r \x01(\x04\x12\x15\n\rlast_scrub_ms\x18\x0e \x01(\x03\x12\x14\n\x0clive_members\x18\x0f \x03(\t\x12\x13\n\x0brepair_view\x18\x10 \x03(\t\":\n\rMetadataEntry\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\"#\n\rExportRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"9\n\rMetadataBatch\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.shoal.v1.MetadataEntry\" \n\rMergeResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x04\x32\xcd\x01\n\x07\x43luster\x12\x37\n\x06Status\x12\x17.shoal.v1.StatusRequest\x1a\x14.shoal.v1.NodeStatus\x12\x46\n\x10\x45xportRepository\x12\x17.shoal.v1.ExportRequest\x1a\x17.shoal.v1.MetadataBatch0\x01\x12\x41\n\rMergeMetadata\x12\x17.shoal.v1.MetadataBatch\x1a\x17.shoal.v1.MergeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16shoal/v1/cluster.proto\x12\x08shoal.v1\"\x0f\n\rStatusRequest\"\x8d\x03\n\nNodeStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x04\x12\r\n\x05\x62lobs\x18\x04 \x01(\x04\x12\x12\n\npack_bytes\x18\x05 \x01(\x04\x12\x13\n\x0bindex_bytes\x18\x06 \x01(\x04\x12\x17\n\x0f\x64isk_free_bytes\x18\x07 \x01(\x04\x12\x18\n\x10under_replicated\x18\x08 \x01(\x04\x12\x16\n\x0e\x63orrupt_chunks\x18\t \x01(\x04\x12\x16\n\x0elast_repair_ms\x18\n \x01(\x03\x12\x17\n\x0frepaired_chunks\x18\x0b \x01(\x04\x12\x16\n\x0erepaired_bytes\x18\x0c \x01(\x04\x12\x17\n\x0fscrubbed_chunks\x18\r \x01(\x04\x12\x15\n\rlast_scrub_ms\x18\x0e \x01(\x03\x12\x14\n\x0clive_members\x18\x0f \x03(\t\x12\x13\n\x0brepair_view\x18\x10 \x03(\t\x12\x12\n\nstarted_ms\x18\x11 \x01(\x03\x12\x1a\n\x12last_pass_began_ms\x18\x12 \x01(\x03\":\n\rMetadataEntry\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\"#\n\rExportRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\"9\n\rMetadataBatch\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.shoal.v1.MetadataEntry\" \n\rMergeResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x04\x32\xcd\x01\n\x07\x43luster\x12\x37\n\x06Status\x12\x17.shoal.v1.StatusRequest\x1a\x14.shoal.v1.NodeStatus\x12\x46\n\x10\x45xportRepository\x12\x17.shoal.v1.ExportRequest\x1a\x17.shoal.v1.MetadataBatch0\x01\x12\x41\n\rMergeMetadata\x12\x17.shoal.v1.MetadataBatch\x1a\x17.shoal.v1.MergeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_start=36
   _globals['_STATUSREQUEST']._serialized_end=51
   _globals['_NODESTATUS']._serialized_start=54
-  _globals['_NODESTATUS']._serialized_end=403
-  _globals['_METADATAENTRY']._serialized_start=405
-  _globals['_METADATAENTRY']._serialized_end=463
-  _globals['_EXPORTREQUEST']._serialized_start=465
-  _globals['_EXPORTREQUEST']._serialized_end=500
-  _globals['_METADATABATCH']._serialized_start=502
-  _globals['_METADATABATCH']._serialized_end=559
-  _globals['_MERGERESPONSE']._serialized_start=561
-  _globals['_MERGERESPONSE']._serialized_end=593
-  _globals['_CLUSTER']._serialized_start=596
-  _globals['_CLUSTER']._serialized_end=801
+  _globals['_NODESTATUS']._serialized_end=451
+  _globals['_METADATAENTRY']._serialized_start=453
+  _globals['_METADATAENTRY']._serialized_end=511
+  _globals['_EXPORTREQUEST']._serialized_start=513
+  _globals['_EXPORTREQUEST']._serialized_end=548
+  _globals['_METADATABATCH']._serialized_start=550
+  _globals['_METADATABATCH']._serialized_end=607
+  _globals['_MERGERESPONSE']._serialized_start=609
+  _globals['_MERGERESPONSE']._serialized_end=641
+  _globals['_CLUSTER']._serialized_start=644
+  _globals['_CLUSTER']._serialized_end=849
 # @@protoc_insertion_point(module_scope)

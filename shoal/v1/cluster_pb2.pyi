@@ -55,6 +55,8 @@ class NodeStatus(_message.Message):
     LAST_SCRUB_MS_FIELD_NUMBER: _builtins.int
     LIVE_MEMBERS_FIELD_NUMBER: _builtins.int
     REPAIR_VIEW_FIELD_NUMBER: _builtins.int
+    STARTED_MS_FIELD_NUMBER: _builtins.int
+    LAST_PASS_BEGAN_MS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     role: _builtins.str
     """"node" (owns data by placement)"""
@@ -77,6 +79,10 @@ class NodeStatus(_message.Message):
     scrubbed_chunks: _builtins.int
     """chunks re-hashed by scrub since it started"""
     last_scrub_ms: _builtins.int
+    started_ms: _builtins.int
+    """when this node process started"""
+    last_pass_began_ms: _builtins.int
+    """when its last complete repair pass began"""
     @_builtins.property
     def live_members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """members this node sees healthy"""
@@ -106,10 +112,12 @@ class NodeStatus(_message.Message):
         last_scrub_ms: _builtins.int = ...,
         live_members: _abc.Iterable[_builtins.str] | None = ...,
         repair_view: _abc.Iterable[_builtins.str] | None = ...,
+        started_ms: _builtins.int = ...,
+        last_pass_began_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blobs", b"blobs", "chunks", b"chunks", "corrupt_chunks", b"corrupt_chunks", "disk_free_bytes", b"disk_free_bytes", "id", b"id", "index_bytes", b"index_bytes", "last_repair_ms", b"last_repair_ms", "last_scrub_ms", b"last_scrub_ms", "live_members", b"live_members", "pack_bytes", b"pack_bytes", "repair_view", b"repair_view", "repaired_bytes", b"repaired_bytes", "repaired_chunks", b"repaired_chunks", "role", b"role", "scrubbed_chunks", b"scrubbed_chunks", "under_replicated", b"under_replicated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blobs", b"blobs", "chunks", b"chunks", "corrupt_chunks", b"corrupt_chunks", "disk_free_bytes", b"disk_free_bytes", "id", b"id", "index_bytes", b"index_bytes", "last_pass_began_ms", b"last_pass_began_ms", "last_repair_ms", b"last_repair_ms", "last_scrub_ms", b"last_scrub_ms", "live_members", b"live_members", "pack_bytes", b"pack_bytes", "repair_view", b"repair_view", "repaired_bytes", b"repaired_bytes", "repaired_chunks", b"repaired_chunks", "role", b"role", "scrubbed_chunks", b"scrubbed_chunks", "started_ms", b"started_ms", "under_replicated", b"under_replicated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
