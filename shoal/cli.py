@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from node.api import NodeAPI
     from node.cluster.config import ClusterConfig
     from node.gc.collector import GcConfig
+    from node.retention.policy import RetentionPolicy
     from node.rpc.tls import TlsFiles
 
 DEFAULT_DATA = Path("shoal-data")
@@ -186,6 +187,26 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
     gc.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
 
+    retention = commands.add_parser(
+        "retention", help="delete the tags and manifests retention policies let go",
+        description="Apply retention policies (README: Retention) to a registry: delete the "
+                    "tags and untagged manifests they let go, never one a kept manifest "
+                    "needs, and show what went. Garbage collection then reclaims the space.")
+    retention.add_argument("--policy", type=Path, required=True, metavar="FILE",
+                           help="the policies (TOML)")
+    where = retention.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", type=Path, metavar="DIR",
+                       help="data folder of a `shoal serve` (running or not)")
+    where.add_argument("--node", metavar="HOST:PORT", help="gRPC address of a `shoal node`")
+    where.add_argument("--cluster", type=Path, metavar="FILE", help="a cluster file")
+    retention.add_argument("--dry-run", action="store_true",
+                           help="only report what would go; change nothing")
+    retention.add_argument("--json", action="store_true", help="print the report as JSON")
+    retention.add_argument("--node-cert", type=Path, metavar="PEM",
+                           help="a client certificate, for a node that requires mutual TLS")
+    retention.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
+    retention.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
+
     gateway = commands.add_parser(
         "gateway", help="run an OCI gateway in front of a storage node",
         description="Run the OCI distribution HTTP gateway, storing through a node over gRPC.")
@@ -244,6 +265,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from node.local import LocalNode
     from node.metrics import NodeCollector
     from node.rpc.admin import serve_admin_socket
+    from node.rpc.server import add_registry
 
     guard = _guard(args.auth, args.data)
     ssl_context = _https(args.tls_cert, args.tls_key)
@@ -257,7 +279,8 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.gc_interval > 0:
         janitors.append(asyncio.create_task(collect_garbage_forever(gc, args.gc_interval)))
     try:
-        admin = await serve_admin_socket(gc, args.data)
+        admin = await serve_admin_socket(gc, args.data,
+                                         [lambda server: add_registry(server, node)])
     except (OSError, RuntimeError) as exc:
         # A data folder whose path is too long for a unix socket must not stop the
         # registry; only `shoal gc --data` is lost, and the schedule still runs.
@@ -331,6 +354,35 @@ async def _gc(args: argparse.Namespace) -> None:
         print(gcreport.as_json(report))
     else:
         gcreport.render(report, Console(), args.verbose)
+
+
+def _retention_policies(path: Path) -> list[RetentionPolicy]:
+    from node.retention.policy import load
+
+    try:
+        return load(path)
+    except ValueError as exc:
+        raise SystemExit(f"shoal: {exc}") from None
+
+
+async def _retention(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from node.clock import wall_ms
+    from node.retention.run import run_retention
+    from shoal.retentionreport import as_json, open_api, render
+
+    policies = _retention_policies(args.policy)
+    tls = _mtls(args.node_cert, args.node_key, args.node_ca, "--node")
+    api = await open_api(args.data, args.node, args.cluster, tls)
+    try:
+        report = await run_retention(api, policies, wall_ms(), args.dry_run)
+    finally:
+        await api.close()
+    if args.json:
+        print(as_json(report))
+    else:
+        render(report, Console())
 
 
 async def _gateway(args: argparse.Namespace) -> None:
@@ -413,4 +465,6 @@ def main(argv: list[str] | None = None) -> int:
                    args.base_port, args.repair_interval)
     elif args.command == "gc":
         uvloop.run(_gc(args))
+    elif args.command == "retention":
+        uvloop.run(_retention(args))
     return 0
