@@ -129,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"HTTP address of the registry (default: {DEFAULT_LISTEN})")
     _upload_idle(serve)
     _gc_options(serve)
+    serve.add_argument("--retention", type=Path, metavar="FILE",
+                       help="apply these retention policies (TOML; README: Retention) on a "
+                            "schedule (default: never; `shoal retention` on demand)")
+    serve.add_argument("--retention-interval", type=_duration, default="1h",
+                       metavar="DURATION", help="how often (default: 1h)")
     _auth(serve)
     _https_options(serve)
 
@@ -261,7 +266,11 @@ async def _serve(args: argparse.Namespace) -> None:
     from gateway.metrics import GatewayMetrics
     from gateway.server import run_gateway
     from node.gc.collector import GarbageCollector
-    from node.janitor import collect_garbage_forever, expire_uploads_forever
+    from node.janitor import (
+        apply_retention_forever,
+        collect_garbage_forever,
+        expire_uploads_forever,
+    )
     from node.local import LocalNode
     from node.metrics import NodeCollector
     from node.rpc.admin import serve_admin_socket
@@ -270,6 +279,9 @@ async def _serve(args: argparse.Namespace) -> None:
     guard = _guard(args.auth, args.data)
     ssl_context = _https(args.tls_cert, args.tls_key)
     gc_config = _gc_config(args)
+    policies = _retention_policies(args.retention) if args.retention else None
+    if policies is not None and args.retention_interval <= 0:
+        raise SystemExit("shoal: --retention-interval must be more than 0")
     node = await LocalNode.open(args.data)
     gc = GarbageCollector(node, gc_config)
     metrics = GatewayMetrics()
@@ -278,6 +290,9 @@ async def _serve(args: argparse.Namespace) -> None:
         expire_uploads_forever(node, args.upload_idle_hours * 3600))]
     if args.gc_interval > 0:
         janitors.append(asyncio.create_task(collect_garbage_forever(gc, args.gc_interval)))
+    if policies is not None:
+        janitors.append(asyncio.create_task(
+            apply_retention_forever(node, policies, args.retention_interval)))
     try:
         admin = await serve_admin_socket(gc, args.data,
                                          [lambda server: add_registry(server, node)])

@@ -19,24 +19,28 @@ from node.rpc.tls import TlsFiles
 def render(report: RetentionReport, console: Console) -> None:
     tags = sum(a.kind == TAG for a in report.actions)
     manifests = len(report.actions) - tags
-    if report.dry_run:
-        title = (f"Retention, dry run: {tags} tags and {manifests} manifests would go "
-                 "(nothing was changed)")
-    else:
-        title = f"Retention: {tags} tags and {manifests} manifests deleted"
-    table = Table(title=title)
+    governed = (f"{report.repositories} "
+                f"{'repository' if report.repositories == 1 else 'repositories'} "
+                "governed by a policy")
+    if not report.actions and not report.skipped:
+        console.print(f"Retention{', dry run' if report.dry_run else ''}: nothing to "
+                      f"delete in {governed}.")
+        return
+    table = Table(title="Retention, dry run: nothing changed" if report.dry_run
+                  else "Retention")
     table.add_column("repository")
     table.add_column("tag or digest")
     table.add_column("why")
     for a in report.actions:
-        table.add_row(a.repository, a.target if a.kind == TAG else a.digest, a.reason)
+        table.add_row(a.repository, a.target, a.reason)
     for a in report.skipped:
         table.add_row(f"[dim]{a.repository}[/dim]", f"[dim]{a.target}[/dim]",
                       "[dim]kept: changed since it was planned[/dim]")
     console.print(table)
-    note = f"{report.repositories} repositories governed by a policy."
+    verb = "would go" if report.dry_run else "deleted"
+    note = f"{tags} tags and {manifests} manifests {verb}, in {governed}."
     if report.actions and not report.dry_run:
-        note += " The space comes back with the next garbage collection (`shoal gc`)."
+        note += " Garbage collection gives the space back (`shoal gc`, or its schedule)."
     console.print(note)
 
 
