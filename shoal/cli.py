@@ -17,6 +17,7 @@ from shoal.memory import pin_allocator
 
 if TYPE_CHECKING:
     from gateway.auth.guard import Guard
+    from gateway.quota import Quotas
     from node.api import NodeAPI
     from node.cluster.config import ClusterConfig
     from node.gc.collector import GcConfig
@@ -87,6 +88,23 @@ def _auth(command: argparse.ArgumentParser) -> None:
                               "(default: with the other logs, on stderr)")
 
 
+def _quota_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--quota", type=Path, metavar="FILE",
+                         help="refuse pushes that would take a repository past its quota "
+                              "(TOML; README: Quotas); default: no quotas")
+
+
+def _quotas(path: Path | None) -> Quotas | None:
+    if path is None:
+        return None
+    from gateway.quota import load
+
+    try:
+        return load(path)
+    except ValueError as exc:
+        raise SystemExit(f"shoal: {exc}") from None
+
+
 def _https_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--tls-cert", type=Path, metavar="PEM",
                          help="serve HTTPS with this certificate chain (default: plain HTTP)")
@@ -135,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--retention-interval", type=_duration, default="1h",
                        metavar="DURATION", help="how often (default: 1h)")
     _auth(serve)
+    _quota_option(serve)
     _https_options(serve)
 
     node = commands.add_parser(
@@ -227,6 +246,7 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
     gateway.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
     _auth(gateway)
+    _quota_option(gateway)
     _https_options(gateway)
 
     status = commands.add_parser(
@@ -277,6 +297,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from node.rpc.server import add_registry
 
     guard = _guard(args.auth, args.data)
+    quotas = _quotas(args.quota)
     ssl_context = _https(args.tls_cert, args.tls_key)
     gc_config = _gc_config(args)
     policies = _retention_policies(args.retention) if args.retention else None
@@ -304,7 +325,7 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         host, port = args.listen
         await run_gateway(node, host, port, _until_signalled(), metrics=metrics,
-                          guard=guard, ssl_context=ssl_context)
+                          guard=guard, ssl_context=ssl_context, quotas=quotas)
     finally:
         gc.stop()
         for janitor in janitors:
@@ -405,6 +426,7 @@ async def _gateway(args: argparse.Namespace) -> None:
     from node.rpc.client import RemoteNode
 
     guard = _guard(args.auth, args.auth.parent if args.auth else Path.cwd())
+    quotas = _quotas(args.quota)
     ssl_context = _https(args.tls_cert, args.tls_key)
     store: NodeAPI
     if args.cluster is not None:
@@ -417,7 +439,7 @@ async def _gateway(args: argparse.Namespace) -> None:
     try:
         host, port = args.listen
         await run_gateway(store, host, port, _until_signalled(), guard=guard,
-                          ssl_context=ssl_context)
+                          ssl_context=ssl_context, quotas=quotas)
     finally:
         await store.close()
 
