@@ -249,6 +249,7 @@ class Registry:
         return self._index.read(run)
 
     def list_manifests(self, repository: str) -> list[ManifestEntry]:
+        validate_repository(repository)
         def run(txn: lmdb.Transaction) -> list[ManifestEntry]:
             prefix = key(repository, b"")
             tagged: dict[bytes, list[str]] = {}
@@ -272,6 +273,7 @@ class Registry:
         return self._index.read(run)
 
     def repository_size(self, repository: str) -> int:
+        validate_repository(repository)
         def run(txn: lmdb.Transaction) -> int:
             prefix = key(repository, b"")
             total = 0

@@ -379,6 +379,11 @@ async def test_list_manifests_and_repository_size(api: NodeAPI) -> None:
     assert two.stamp > one.stamp and two.pushed_at_ms >= one.pushed_at_ms > 0
     assert await api.repository_size(repo) == 5000 + len(first.content) + len(second.content)
     assert await api.list_manifests(repo + "x") == []  # a longer name is another repository
+    for bad in ("UPPER", "a" * 300, "a\0b"):
+        with pytest.raises(InvalidArgument):
+            await api.list_manifests(bad)
+        with pytest.raises(InvalidArgument):
+            await api.repository_size(bad)
 
     assert await api.delete_manifest(repo, first.digest)
     assert await api.unlink_blob(repo, digest)
