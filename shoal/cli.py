@@ -410,9 +410,13 @@ async def _retention(args: argparse.Namespace) -> None:
 
     policies = _retention_policies(args.policy)
     tls = _mtls(args.node_cert, args.node_key, args.node_ca, "--node")
+    from node.errors import NodeError
+
     api = await open_api(args.data, args.node, args.cluster, tls)
     try:
         report = await run_retention(api, policies, wall_ms(), args.dry_run)
+    except NodeError as exc:
+        raise SystemExit(f"shoal: retention failed: {type(exc).__name__}: {exc}") from None
     finally:
         await api.close()
     if args.json:

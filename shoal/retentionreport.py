@@ -69,7 +69,7 @@ async def open_api(data: Path | None, node: str | None, cluster: Path | None,
     from node.rpc.admin import SOCKET_NAME, socket_target
 
     if (data / SOCKET_NAME).exists():
-        running = RemoteNode(socket_target(data), unary_deadline=10.0)
+        running = RemoteNode(socket_target(data))
         try:
             await running.list_repositories(limit=1)
             return running
