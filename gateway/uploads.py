@@ -177,7 +177,8 @@ async def _cancel_created(gateway: Gateway, creating: asyncio.Future[UploadInfo]
 async def _try_mount(gateway: Gateway, name: str, digest_text: str | None,
                      source: str | None) -> str | None:
     """The digest mounted from `source`, or None to fall back to a session (202), which is
-    what the spec asks when a mount cannot be done, whatever the reason."""
+    what the spec asks when a mount cannot be done; DENIED when the blob would take the
+    repository past its quota, as the upload it falls back to would be at its end."""
     if not digest_text or not source:
         return None
     try:
@@ -188,7 +189,6 @@ async def _try_mount(gateway: Gateway, name: str, digest_text: str | None,
     found = await gateway.api.stat_repository_blob(source, digest)
     if found is None:
         return None
-    # Refused outright: falling back to an upload would only be refused at its end.
     await gateway.quotas.check_blob(gateway.api, name, digest, found.size)
     if await gateway.api.link_blob(name, digest) is None:
         return None
