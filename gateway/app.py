@@ -10,6 +10,7 @@ from gateway.auth.guard import Guard
 from gateway.context import GATEWAY, Gateway, GatewayConfig
 from gateway.metrics import METRICS, GatewayMetrics, metrics_middleware, serve_metrics
 from gateway.middleware import add_api_version, error_middleware, request_id_middleware
+from gateway.quota import Quotas
 from gateway.routing import Router, endpoint
 from node.api import NodeAPI
 
@@ -36,16 +37,17 @@ def make_router(guard: Guard | None = None) -> Router:
 
 
 def make_app(api: NodeAPI, config: GatewayConfig | None = None,
-             metrics: GatewayMetrics | None = None, guard: Guard | None = None
-             ) -> web.Application:
+             metrics: GatewayMetrics | None = None, guard: Guard | None = None,
+             quotas: Quotas | None = None) -> web.Application:
     """The gateway over `api`. The caller owns `api` and closes it after the app stops.
     `metrics` lets the caller add collectors (an in-process node's) to /metrics; `guard`
-    turns on authentication and rights (gateway/auth)."""
+    turns on authentication and rights (gateway/auth); `quotas` limits repositories' sizes
+    (gateway/quota.py)."""
     metrics = metrics if metrics is not None else GatewayMetrics()
     app = web.Application(middlewares=[request_id_middleware, metrics_middleware(metrics),
                                        audit_middleware(), error_middleware])
     app[METRICS] = metrics
-    gateway = Gateway(api, config or GatewayConfig())
+    gateway = Gateway(api, config or GatewayConfig(), quotas or Quotas())
     app[GATEWAY] = gateway
 
     async def finish_clean_ups(app: web.Application) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.hashes import UploadHashes
+from gateway.quota import Quotas
 from node.api import NodeAPI
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class GatewayConfig:
 class Gateway:
     api: NodeAPI
     config: GatewayConfig = field(default_factory=GatewayConfig)
+    quotas: Quotas = field(default_factory=Quotas)
     hashes: UploadHashes = field(init=False)
     _cleanups: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
 

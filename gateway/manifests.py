@@ -78,6 +78,9 @@ async def put(request: web.Request, params: Params) -> web.StreamResponse:
                                                     "actual": str(digest)})
     record = ManifestRecord(str(digest), parsed.media_type, body, parsed.subject,
                             parsed.artifact_type, parsed.annotations)
+    if (gateway.quotas.limit_for(name) is not None
+            and await gateway.api.get_manifest(name, record.digest) is None):
+        await gateway.quotas.check(gateway.api, name, len(body))
     try:
         await gateway.api.put_manifest(name, record, tags=() if wanted else (reference,),
                                        references=parsed.references)

@@ -18,6 +18,7 @@ from gateway.app import make_app
 from gateway.auth.guard import Guard
 from gateway.context import GatewayConfig
 from gateway.metrics import GatewayMetrics
+from gateway.quota import Quotas
 from node.api import NodeAPI
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,15 @@ async def run_gateway(api: NodeAPI, host: str = "127.0.0.1", port: int = 5000,
                       on_ready: Callable[[int], None] | None = None,
                       shutdown_timeout: float = 10.0,
                       metrics: GatewayMetrics | None = None,
-                      guard: Guard | None = None) -> None:
+                      guard: Guard | None = None,
+                      quotas: Quotas | None = None) -> None:
     """Serve the distribution API over `api` until `until` completes (such as a wait for
     SIGTERM), or forever when it is None, or until the task is cancelled.
 
     `on_ready` receives the bound port (useful with `port=0`) once connections are
     accepted. In-flight requests get `shutdown_timeout` seconds to finish on the way out.
     """
-    app = make_app(api, config, metrics, guard)
+    app = make_app(api, config, metrics, guard, quotas)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout,
                            **SERVER_SETTINGS)
     try:

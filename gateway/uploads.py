@@ -122,6 +122,13 @@ async def _finish(gateway: Gateway, upload: UploadInfo, digest: Digest) -> None:
         await gateway.api.cancel_upload(upload.repository, upload.id)
         raise RegistryError(DIGEST_INVALID, detail={"expected": str(digest), "actual": actual})
     try:
+        await gateway.quotas.check_blob(gateway.api, upload.repository, str(digest),
+                                        upload.size)
+    except RegistryError:
+        # Refused for good: the client starts over, if at all, so the bytes can go.
+        await gateway.api.cancel_upload(upload.repository, upload.id)
+        raise
+    try:
         # The size pins the commit to exactly the bytes hashed above.
         await gateway.api.finish_upload(upload.repository, upload.id, str(digest),
                                         expected_size=upload.size)
@@ -170,7 +177,8 @@ async def _cancel_created(gateway: Gateway, creating: asyncio.Future[UploadInfo]
 async def _try_mount(gateway: Gateway, name: str, digest_text: str | None,
                      source: str | None) -> str | None:
     """The digest mounted from `source`, or None to fall back to a session (202), which is
-    what the spec asks when a mount cannot be done, whatever the reason."""
+    what the spec asks when a mount cannot be done; DENIED when the blob would take the
+    repository past its quota, as the upload it falls back to would be at its end."""
     if not digest_text or not source:
         return None
     try:
@@ -178,8 +186,10 @@ async def _try_mount(gateway: Gateway, name: str, digest_text: str | None,
         parse_name(source)
     except RegistryError:
         return None
-    if await gateway.api.stat_repository_blob(source, digest) is None:
+    found = await gateway.api.stat_repository_blob(source, digest)
+    if found is None:
         return None
+    await gateway.quotas.check_blob(gateway.api, name, digest, found.size)
     if await gateway.api.link_blob(name, digest) is None:
         return None
     return digest

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
 
+from node.hlc import stamp_ms
 from node.recipe import Recipe
 
 
@@ -65,6 +66,23 @@ class ManifestRecord:
     subject: str = ""  # digest of the manifest this one refers to, "" when none
     artifact_type: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """A manifest as a repository holds it, for retention and listings: what it is, when
+    it was last pushed (the hybrid-clock stamp of its write; node/hlc.py) and its tags."""
+
+    digest: str
+    media_type: str
+    stamp: int                 # orders pushes exactly; pushed_at_ms is its wall-clock part
+    tags: tuple[str, ...] = ()
+    subject: str = ""
+    size: int = 0              # bytes of the manifest itself
+
+    @property
+    def pushed_at_ms(self) -> int:
+        return stamp_ms(self.stamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +161,17 @@ class NodeAPI(ChunkAPI, Protocol):
         ...
 
     async def list_referrers(self, repository: str, subject: str) -> list[Descriptor]: ...
+
+    async def list_manifests(self, repository: str) -> list[ManifestEntry]:
+        """Every manifest in `repository` with its tags, in digest order; [] when the
+        repository is unknown."""
+        ...
+
+    async def repository_size(self, repository: str) -> int:
+        """Logical bytes of `repository`: the sizes of the blobs linked in it plus its
+        manifests' bytes (what a quota counts); 0 when unknown. Read from the link and
+        manifest entries, never from the blobs."""
+        ...
 
     # Upload sessions: they live on the node so they outlive any one gateway.
     async def create_upload(self, repository: str, owner: str = "") -> UploadInfo: ...

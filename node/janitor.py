@@ -1,14 +1,18 @@
-"""Background upkeep a node runs while it serves: expiring abandoned uploads, and
-collecting garbage on a schedule."""
+"""Background upkeep a node runs while it serves: expiring abandoned uploads, collecting
+garbage and applying retention policies on a schedule."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from node.api import NodeAPI
+from node.clock import Clock, wall_ms
 from node.gc.collector import GarbageCollector
 from node.gc.pacing import Stopped
 from node.local import LocalNode
+from node.retention.policy import RetentionPolicy
+from node.retention.run import run_retention
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +48,18 @@ async def collect_garbage_forever(gc: GarbageCollector, every: float) -> None:
             return
         except Exception:
             log.exception("garbage collection failed")
+
+
+async def apply_retention_forever(api: NodeAPI, policies: list[RetentionPolicy], every: float,
+                                  clock: Clock = wall_ms) -> None:
+    """Apply retention policies every `every` seconds (the first run an interval after
+    start), until cancelled; garbage collection then reclaims what they let go."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            report = await run_retention(api, policies, clock())
+            if report.actions or report.skipped:
+                log.info("retention deleted %d tags and manifests (%d skipped: changed "
+                         "since planned)", len(report.actions), len(report.skipped))
+        except Exception:
+            log.exception("retention run failed")

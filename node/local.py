@@ -19,6 +19,7 @@ import lmdb
 from node.api import (
     BlobInfo,
     Descriptor,
+    ManifestEntry,
     ManifestRecord,
     PutResult,
     StoredChunk,
@@ -266,6 +267,12 @@ class LocalNode:
 
     async def list_referrers(self, repository: str, subject: str) -> list[Descriptor]:
         return await self._run(self.registry.list_referrers, repository, subject)
+
+    async def list_manifests(self, repository: str) -> list[ManifestEntry]:
+        return await self._run(self.registry.list_manifests, repository)
+
+    async def repository_size(self, repository: str) -> int:
+        return await self._run(self.registry.repository_size, repository)
 
     # -- uploads ------------------------------------------------------------------------------
 

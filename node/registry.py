@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import lmdb
 
 from node import lww
-from node.api import BlobInfo, Descriptor, ManifestRecord
+from node.api import BlobInfo, Descriptor, ManifestEntry, ManifestRecord
 from node.blobs import BlobStore
 from node.digests import validate_digest
 from node.errors import FailedPrecondition, InvalidArgument
@@ -245,6 +245,47 @@ class Registry:
                 out.append(Descriptor(d["mediaType"], d["digest"], d["size"],
                                       d.get("artifactType", ""), d.get("annotations") or {}))
             return out
+
+        return self._index.read(run)
+
+    def list_manifests(self, repository: str) -> list[ManifestEntry]:
+        validate_repository(repository)
+        def run(txn: lmdb.Transaction) -> list[ManifestEntry]:
+            prefix = key(repository, b"")
+            tagged: dict[bytes, list[str]] = {}
+            for k, v in self._index.scan_prefix(txn, "tags", prefix):
+                digest = lww.payload(v)
+                if digest is not None:
+                    tagged.setdefault(digest, []).append(k[len(prefix):].decode())
+            out = []
+            for k, v in self._index.scan_prefix(txn, "repo_manifests", prefix):
+                raw = lww.payload(v)
+                if raw is None:
+                    continue
+                digest = k[len(prefix):]
+                meta = json.loads(raw)
+                out.append(ManifestEntry(
+                    digest.decode(), meta["media_type"], lww.stamp_of(v),
+                    tuple(sorted(tagged.get(digest, ()))), meta["subject"],
+                    int(meta.get("size", 0))))
+            return out
+
+        return self._index.read(run)
+
+    def repository_size(self, repository: str) -> int:
+        validate_repository(repository)
+        def run(txn: lmdb.Transaction) -> int:
+            prefix = key(repository, b"")
+            total = 0
+            for _, v in self._index.scan_prefix(txn, "repo_blobs", prefix):
+                link = lww.payload(v)
+                if link is not None:
+                    total += _LINK.unpack(link)[0]
+            for _, v in self._index.scan_prefix(txn, "repo_manifests", prefix):
+                meta = lww.payload(v)
+                if meta is not None:
+                    total += int(json.loads(meta).get("size", 0))
+            return total
 
         return self._index.read(run)
 

@@ -17,9 +17,11 @@ from shoal.memory import pin_allocator
 
 if TYPE_CHECKING:
     from gateway.auth.guard import Guard
+    from gateway.quota import Quotas
     from node.api import NodeAPI
     from node.cluster.config import ClusterConfig
     from node.gc.collector import GcConfig
+    from node.retention.policy import RetentionPolicy
     from node.rpc.tls import TlsFiles
 
 DEFAULT_DATA = Path("shoal-data")
@@ -100,6 +102,23 @@ def _auth(command: argparse.ArgumentParser) -> None:
                               "(default: with the other logs, on stderr)")
 
 
+def _quota_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--quota", type=Path, metavar="FILE",
+                         help="refuse pushes that would take a repository past its quota "
+                              "(TOML; README: Quotas); default: no quotas")
+
+
+def _quotas(path: Path | None) -> Quotas | None:
+    if path is None:
+        return None
+    from gateway.quota import load
+
+    try:
+        return load(path)
+    except ValueError as exc:
+        raise SystemExit(f"shoal: {exc}") from None
+
+
 def _https_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--tls-cert", type=Path, metavar="PEM",
                          help="serve HTTPS with this certificate chain (default: plain HTTP)")
@@ -142,7 +161,13 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"HTTP address of the registry (default: {DEFAULT_LISTEN})")
     _upload_idle(serve)
     _gc_options(serve)
+    serve.add_argument("--retention", type=Path, metavar="FILE",
+                       help="apply these retention policies (TOML; README: Retention) on a "
+                            "schedule (default: never; `shoal retention` on demand)")
+    serve.add_argument("--retention-interval", type=_duration, default="1h",
+                       metavar="DURATION", help="how often (default: 1h)")
     _auth(serve)
+    _quota_option(serve)
     _https_options(serve)
 
     node = commands.add_parser(
@@ -203,6 +228,26 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
     gc.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
 
+    retention = commands.add_parser(
+        "retention", help="delete the tags and manifests retention policies let go",
+        description="Apply retention policies (README: Retention) to a registry: delete the "
+                    "tags and untagged manifests they let go, never one a kept manifest "
+                    "needs, and show what went. Garbage collection then reclaims the space.")
+    retention.add_argument("--policy", type=Path, required=True, metavar="FILE",
+                           help="the policies (TOML)")
+    where = retention.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", type=Path, metavar="DIR",
+                       help="data folder of a `shoal serve` (running or not)")
+    where.add_argument("--node", metavar="HOST:PORT", help="gRPC address of a `shoal node`")
+    where.add_argument("--cluster", type=Path, metavar="FILE", help="a cluster file")
+    retention.add_argument("--dry-run", action="store_true",
+                           help="only report what would go; change nothing")
+    retention.add_argument("--json", action="store_true", help="print the report as JSON")
+    retention.add_argument("--node-cert", type=Path, metavar="PEM",
+                           help="a client certificate, for a node that requires mutual TLS")
+    retention.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
+    retention.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
+
     gateway = commands.add_parser(
         "gateway", help="run an OCI gateway in front of a storage node",
         description="Run the OCI distribution HTTP gateway, storing through a node over gRPC.")
@@ -218,6 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
     gateway.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
     _auth(gateway)
+    _quota_option(gateway)
     _https_options(gateway)
 
     edge = commands.add_parser(
@@ -280,14 +326,23 @@ async def _serve(args: argparse.Namespace) -> None:
     from gateway.metrics import GatewayMetrics
     from gateway.server import run_gateway
     from node.gc.collector import GarbageCollector
-    from node.janitor import collect_garbage_forever, expire_uploads_forever
+    from node.janitor import (
+        apply_retention_forever,
+        collect_garbage_forever,
+        expire_uploads_forever,
+    )
     from node.local import LocalNode
     from node.metrics import NodeCollector
     from node.rpc.admin import serve_admin_socket
+    from node.rpc.server import add_registry
 
     guard = _guard(args.auth, args.data)
+    quotas = _quotas(args.quota)
     ssl_context = _https(args.tls_cert, args.tls_key)
     gc_config = _gc_config(args)
+    policies = _retention_policies(args.retention) if args.retention else None
+    if policies is not None and args.retention_interval <= 0:
+        raise SystemExit("shoal: --retention-interval must be more than 0")
     node = await LocalNode.open(args.data)
     gc = GarbageCollector(node, gc_config)
     metrics = GatewayMetrics()
@@ -296,8 +351,12 @@ async def _serve(args: argparse.Namespace) -> None:
         expire_uploads_forever(node, args.upload_idle_hours * 3600))]
     if args.gc_interval > 0:
         janitors.append(asyncio.create_task(collect_garbage_forever(gc, args.gc_interval)))
+    if policies is not None:
+        janitors.append(asyncio.create_task(
+            apply_retention_forever(node, policies, args.retention_interval)))
     try:
-        admin = await serve_admin_socket(gc, args.data)
+        admin = await serve_admin_socket(gc, args.data,
+                                         [lambda server: add_registry(server, node)])
     except (OSError, RuntimeError) as exc:
         # A data folder whose path is too long for a unix socket must not stop the
         # registry; only `shoal gc --data` is lost, and the schedule still runs.
@@ -306,7 +365,7 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         host, port = args.listen
         await run_gateway(node, host, port, _until_signalled(), metrics=metrics,
-                          guard=guard, ssl_context=ssl_context)
+                          guard=guard, ssl_context=ssl_context, quotas=quotas)
     finally:
         gc.stop()
         for janitor in janitors:
@@ -374,11 +433,45 @@ async def _gc(args: argparse.Namespace) -> None:
         gcreport.render(report, Console(), args.verbose)
 
 
+def _retention_policies(path: Path) -> list[RetentionPolicy]:
+    from node.retention.policy import load
+
+    try:
+        return load(path)
+    except ValueError as exc:
+        raise SystemExit(f"shoal: {exc}") from None
+
+
+async def _retention(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from node.clock import wall_ms
+    from node.retention.run import run_retention
+    from shoal.retentionreport import as_json, open_api, render
+
+    policies = _retention_policies(args.policy)
+    tls = _mtls(args.node_cert, args.node_key, args.node_ca, "--node")
+    from node.errors import NodeError
+
+    api = await open_api(args.data, args.node, args.cluster, tls)
+    try:
+        report = await run_retention(api, policies, wall_ms(), args.dry_run)
+    except NodeError as exc:
+        raise SystemExit(f"shoal: retention failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        await api.close()
+    if args.json:
+        print(as_json(report))
+    else:
+        render(report, Console())
+
+
 async def _gateway(args: argparse.Namespace) -> None:
     from gateway.server import run_gateway
     from node.rpc.client import RemoteNode
 
     guard = _guard(args.auth, args.auth.parent if args.auth else Path.cwd())
+    quotas = _quotas(args.quota)
     ssl_context = _https(args.tls_cert, args.tls_key)
     store: NodeAPI
     if args.cluster is not None:
@@ -391,7 +484,7 @@ async def _gateway(args: argparse.Namespace) -> None:
     try:
         host, port = args.listen
         await run_gateway(store, host, port, _until_signalled(), guard=guard,
-                          ssl_context=ssl_context)
+                          ssl_context=ssl_context, quotas=quotas)
     finally:
         await store.close()
 
@@ -467,4 +560,6 @@ def main(argv: list[str] | None = None) -> int:
                    args.base_port, args.repair_interval)
     elif args.command == "gc":
         uvloop.run(_gc(args))
+    elif args.command == "retention":
+        uvloop.run(_retention(args))
     return 0

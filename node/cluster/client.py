@@ -23,6 +23,7 @@ from typing import TypeVar
 from node.api import (
     BlobInfo,
     Descriptor,
+    ManifestEntry,
     ManifestRecord,
     PutResult,
     StoredChunk,
@@ -292,6 +293,19 @@ class ClusterNode:
                                   self._metadata_reads())
         return found or []
 
+    async def list_manifests(self, repository: str) -> list[ManifestEntry]:
+        found = await self._first(placement.REPOSITORY, repository,
+                                  lambda p: _or_none(p.node.list_manifests(repository)),
+                                  self._metadata_reads())
+        return found or []
+
+    async def repository_size(self, repository: str) -> int:
+        # A replica that lacks the repository answers 0: ask the next one then.
+        found = await self._first(placement.REPOSITORY, repository,
+                                  lambda p: _nonzero(p.node.repository_size(repository)),
+                                  self._metadata_reads())
+        return found or 0
+
     # -- uploads ------------------------------------------------------------------------------
 
     async def create_upload(self, repository: str, owner: str = "") -> UploadInfo:
@@ -375,3 +389,7 @@ class ClusterNode:
 async def _or_none(found: Awaitable[list[T]]) -> list[T] | None:
     return (await found) or None
 
+
+
+async def _nonzero(found: Awaitable[int]) -> int | None:
+    return (await found) or None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +76,17 @@ def socket_target(data_dir: Path) -> str:
     return f"unix:{(data_dir / SOCKET_NAME).resolve()}"
 
 
-async def serve_admin_socket(gc: GarbageCollector, data_dir: Path) -> grpc.aio.Server:
+async def serve_admin_socket(gc: GarbageCollector, data_dir: Path,
+                             extra: Sequence[Callable[[grpc.aio.Server], object]] = ()
+                             ) -> grpc.aio.Server:
     """Serve Admin on `<data_dir>/admin.sock` (a stale socket from a killed run is
-    replaced)."""
+    replaced), with whatever `extra` adds (the Registry service, for `shoal retention`)."""
     path = (data_dir / SOCKET_NAME).resolve()
     path.unlink(missing_ok=True)
     server = grpc.aio.server(options=GRPC_OPTIONS)
     add_admin(server, gc)
+    for add in extra:
+        add(server)
     old = os.umask(0o177)  # the socket is created 0600: never a moment open to others
     try:
         if server.add_insecure_port(f"unix:{path}") == 0:

@@ -15,6 +15,7 @@ import grpc
 from node.api import (
     BlobInfo,
     Descriptor,
+    ManifestEntry,
     ManifestRecord,
     PutResult,
     StoredChunk,
@@ -221,6 +222,16 @@ class RemoteNode:
         reply = await self._call(self._registry.ListReferrers, registry_pb2.ListReferrersRequest(
             repository=repository, subject=subject))
         return [convert.descriptor_from_pb(d) for d in reply.referrers]
+
+    async def list_manifests(self, repository: str) -> list[ManifestEntry]:
+        reply = await self._call(self._registry.ListManifests,
+                                 registry_pb2.RepositoryRef(repository=repository))
+        return [convert.manifest_entry_from_pb(e) for e in reply.manifests]
+
+    async def repository_size(self, repository: str) -> int:
+        reply = await self._call(self._registry.GetRepositorySize,
+                                 registry_pb2.RepositoryRef(repository=repository))
+        return int(reply.bytes)
 
     # -- uploads ----------------------------------------------------------------------------
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from node.api import BlobInfo, Codec, Descriptor, ManifestRecord, StoredChunk, UploadInfo
+from node.api import (
+    BlobInfo,
+    Codec,
+    Descriptor,
+    ManifestEntry,
+    ManifestRecord,
+    StoredChunk,
+    UploadInfo,
+)
 from node.chunking import CHUNK_ID_SIZE
 from node.errors import InvalidArgument
 from node.recipe import Recipe
@@ -107,3 +115,12 @@ def upload_to_pb(u: UploadInfo) -> registry_pb2.Upload:
 
 def upload_from_pb(u: registry_pb2.Upload) -> UploadInfo:
     return UploadInfo(u.id, u.repository, u.size, u.started_at_ms, u.owner)
+
+
+def manifest_entry_to_pb(e: ManifestEntry) -> registry_pb2.ManifestEntry:
+    return registry_pb2.ManifestEntry(digest=e.digest, media_type=e.media_type, stamp=e.stamp,
+                                      tags=list(e.tags), subject=e.subject, size=e.size)
+
+
+def manifest_entry_from_pb(e: registry_pb2.ManifestEntry) -> ManifestEntry:
+    return ManifestEntry(e.digest, e.media_type, e.stamp, tuple(e.tags), e.subject, e.size)

@@ -237,6 +237,19 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return registry_pb2.ReferrerList(referrers=[convert.descriptor_to_pb(d) for d in found])
 
     @unary
+    async def ListManifests(self, request: registry_pb2.RepositoryRef, context: Ctx
+                            ) -> registry_pb2.ManifestList:
+        found = await self.node.list_manifests(request.repository)
+        return registry_pb2.ManifestList(
+            manifests=[convert.manifest_entry_to_pb(e) for e in found])
+
+    @unary
+    async def GetRepositorySize(self, request: registry_pb2.RepositoryRef, context: Ctx
+                                ) -> registry_pb2.RepositorySize:
+        return registry_pb2.RepositorySize(
+            bytes=await self.node.repository_size(request.repository))
+
+    @unary
     async def CreateUpload(self, request: registry_pb2.CreateUploadRequest, context: Ctx
                            ) -> registry_pb2.Upload:
         return convert.upload_to_pb(await self.node.create_upload(
@@ -292,6 +305,10 @@ def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
     if info is None:
         return registry_pb2.BlobLinkResponse(ok=False)
     return registry_pb2.BlobLinkResponse(ok=True, blob=convert.blob_to_pb(info))
+
+
+def add_registry(server: grpc.aio.Server, node: LocalNode) -> None:
+    registry_pb2_grpc.add_RegistryServicer_to_server(RegistryService(node), server)
 
 
 async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None,

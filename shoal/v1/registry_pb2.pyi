@@ -360,6 +360,104 @@ class ReferrerList(_message.Message):
 Global___ReferrerList: _TypeAlias = ReferrerList  # noqa: Y015
 
 @_typing.final
+class ManifestEntry(_message.Message):
+    """A manifest as a repository holds it: retention decides from these."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGEST_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    STAMP_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    media_type: _builtins.str
+    stamp: _builtins.int
+    """hybrid-clock stamp of its last push (ms in the high 48 bits)"""
+    subject: _builtins.str
+    size: _builtins.int
+    """bytes of the manifest itself"""
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        digest: _builtins.str = ...,
+        media_type: _builtins.str = ...,
+        stamp: _builtins.int = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        subject: _builtins.str = ...,
+        size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "media_type", b"media_type", "size", b"size", "stamp", b"stamp", "subject", b"subject", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ManifestEntry: _TypeAlias = ManifestEntry  # noqa: Y015
+
+@_typing.final
+class ManifestList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MANIFESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def manifests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ManifestEntry]: ...
+    def __init__(
+        self,
+        *,
+        manifests: _abc.Iterable[Global___ManifestEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manifests", b"manifests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ManifestList: _TypeAlias = ManifestList  # noqa: Y015
+
+@_typing.final
+class RepositoryRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPOSITORY_FIELD_NUMBER: _builtins.int
+    repository: _builtins.str
+    def __init__(
+        self,
+        *,
+        repository: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["repository", b"repository"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RepositoryRef: _TypeAlias = RepositoryRef  # noqa: Y015
+
+@_typing.final
+class RepositorySize(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BYTES_FIELD_NUMBER: _builtins.int
+    bytes: _builtins.int
+    """linked blobs' sizes plus manifest bytes"""
+    def __init__(
+        self,
+        *,
+        bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RepositorySize: _TypeAlias = RepositorySize  # noqa: Y015
+
+@_typing.final
 class Upload(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

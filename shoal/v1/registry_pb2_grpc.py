@@ -85,6 +85,16 @@ class RegistryStub:
                 request_serializer=shoal_dot_v1_dot_registry__pb2.ListReferrersRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_registry__pb2.ReferrerList.FromString,
                 _registered_method=True)
+        self.ListManifests = channel.unary_unary(
+                '/shoal.v1.Registry/ListManifests',
+                request_serializer=shoal_dot_v1_dot_registry__pb2.RepositoryRef.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_registry__pb2.ManifestList.FromString,
+                _registered_method=True)
+        self.GetRepositorySize = channel.unary_unary(
+                '/shoal.v1.Registry/GetRepositorySize',
+                request_serializer=shoal_dot_v1_dot_registry__pb2.RepositoryRef.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_registry__pb2.RepositorySize.FromString,
+                _registered_method=True)
         self.CreateUpload = channel.unary_unary(
                 '/shoal.v1.Registry/CreateUpload',
                 request_serializer=shoal_dot_v1_dot_registry__pb2.CreateUploadRequest.SerializeToString,
@@ -180,6 +190,18 @@ class RegistryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListReferrers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListManifests(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRepositorySize(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -281,6 +303,16 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.ListReferrers,
                     request_deserializer=shoal_dot_v1_dot_registry__pb2.ListReferrersRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_registry__pb2.ReferrerList.SerializeToString,
+            ),
+            'ListManifests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListManifests,
+                    request_deserializer=shoal_dot_v1_dot_registry__pb2.RepositoryRef.FromString,
+                    response_serializer=shoal_dot_v1_dot_registry__pb2.ManifestList.SerializeToString,
+            ),
+            'GetRepositorySize': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRepositorySize,
+                    request_deserializer=shoal_dot_v1_dot_registry__pb2.RepositoryRef.FromString,
+                    response_serializer=shoal_dot_v1_dot_registry__pb2.RepositorySize.SerializeToString,
             ),
             'CreateUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUpload,
@@ -588,6 +620,60 @@ class Registry:
             '/shoal.v1.Registry/ListReferrers',
             shoal_dot_v1_dot_registry__pb2.ListReferrersRequest.SerializeToString,
             shoal_dot_v1_dot_registry__pb2.ReferrerList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListManifests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Registry/ListManifests',
+            shoal_dot_v1_dot_registry__pb2.RepositoryRef.SerializeToString,
+            shoal_dot_v1_dot_registry__pb2.ManifestList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRepositorySize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Registry/GetRepositorySize',
+            shoal_dot_v1_dot_registry__pb2.RepositoryRef.SerializeToString,
+            shoal_dot_v1_dot_registry__pb2.RepositorySize.FromString,
             options,
             channel_credentials,
             insecure,

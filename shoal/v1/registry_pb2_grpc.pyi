@@ -42,6 +42,8 @@ class RegistryStub:
     DeleteTag: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteRequest, _registry_pb2.DeleteResponse]
     ListTags: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListRequest, _registry_pb2.NameList]
     ListReferrers: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListReferrersRequest, _registry_pb2.ReferrerList]
+    ListManifests: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RepositoryRef, _registry_pb2.ManifestList]
+    GetRepositorySize: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RepositoryRef, _registry_pb2.RepositorySize]
     CreateUpload: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateUploadRequest, _registry_pb2.Upload]
     GetUpload: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UploadRef, _registry_pb2.Upload]
     AppendUpload: _grpc.UnaryUnaryMultiCallable[_registry_pb2.AppendUploadRequest, _registry_pb2.Upload]
@@ -65,6 +67,8 @@ class RegistryAsyncStub(RegistryStub):
     DeleteTag: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteRequest, _registry_pb2.DeleteResponse]  # type: ignore[assignment]
     ListTags: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListRequest, _registry_pb2.NameList]  # type: ignore[assignment]
     ListReferrers: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListReferrersRequest, _registry_pb2.ReferrerList]  # type: ignore[assignment]
+    ListManifests: _aio.UnaryUnaryMultiCallable[_registry_pb2.RepositoryRef, _registry_pb2.ManifestList]  # type: ignore[assignment]
+    GetRepositorySize: _aio.UnaryUnaryMultiCallable[_registry_pb2.RepositoryRef, _registry_pb2.RepositorySize]  # type: ignore[assignment]
     CreateUpload: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateUploadRequest, _registry_pb2.Upload]  # type: ignore[assignment]
     GetUpload: _aio.UnaryUnaryMultiCallable[_registry_pb2.UploadRef, _registry_pb2.Upload]  # type: ignore[assignment]
     AppendUpload: _aio.UnaryUnaryMultiCallable[_registry_pb2.AppendUploadRequest, _registry_pb2.Upload]  # type: ignore[assignment]
@@ -145,6 +149,20 @@ class RegistryServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.ListReferrersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.ReferrerList, _abc.Awaitable[_registry_pb2.ReferrerList]]: ...
+
+    @_abc_1.abstractmethod
+    def ListManifests(
+        self,
+        request: _registry_pb2.RepositoryRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ManifestList, _abc.Awaitable[_registry_pb2.ManifestList]]: ...
+
+    @_abc_1.abstractmethod
+    def GetRepositorySize(
+        self,
+        request: _registry_pb2.RepositoryRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.RepositorySize, _abc.Awaitable[_registry_pb2.RepositorySize]]: ...
 
     @_abc_1.abstractmethod
     def CreateUpload(

@@ -356,6 +356,41 @@ async def test_referrers(api: NodeAPI) -> None:
     assert await api.list_referrers(repo, subject.digest) == [expected[sbom.digest]]
 
 
+async def test_list_manifests_and_repository_size(api: NodeAPI) -> None:
+    repo = name()
+    assert await api.list_manifests(repo) == []
+    assert await api.repository_size(repo) == 0
+    digest, _ = await store_blob(api, os.urandom(5000))
+    assert await api.link_blob(repo, digest) is not None
+    assert await api.repository_size(repo) == 5000
+
+    first = manifest("first")
+    second = manifest("second", subject=first.digest)
+    await api.put_manifest(repo, first, ["v1", "latest"], [digest])
+    await api.put_manifest(repo, second, ["v2"])
+    await api.put_manifest(repo, second, ["latest"])  # a tag moves, a push re-stamps
+    entries = {e.digest: e for e in await api.list_manifests(repo)}
+    assert set(entries) == {first.digest, second.digest}
+    one, two = entries[first.digest], entries[second.digest]
+    assert (one.media_type, one.tags, one.subject, one.size) == (
+        OCI_MANIFEST, ("v1",), "", len(first.content))
+    assert (two.tags, two.subject, two.size) == (("latest", "v2"), first.digest,
+                                                 len(second.content))
+    assert two.stamp > one.stamp and two.pushed_at_ms >= one.pushed_at_ms > 0
+    assert await api.repository_size(repo) == 5000 + len(first.content) + len(second.content)
+    assert await api.list_manifests(repo + "x") == []  # a longer name is another repository
+    for bad in ("UPPER", "a" * 300, "a\0b"):
+        with pytest.raises(InvalidArgument):
+            await api.list_manifests(bad)
+        with pytest.raises(InvalidArgument):
+            await api.repository_size(bad)
+
+    assert await api.delete_manifest(repo, first.digest)
+    assert await api.unlink_blob(repo, digest)
+    assert [e.digest for e in await api.list_manifests(repo)] == [second.digest]
+    assert await api.repository_size(repo) == len(second.content)
+
+
 # -- uploads ------------------------------------------------------------------------------
 
 
