@@ -21,7 +21,7 @@ from node import errors as node_errors
 
 log = logging.getLogger(__name__)
 
-WRITE_BUFFER = 2 << 20
+WRITE_BUFFER = 512 << 10
 
 
 def _etag(digest: str) -> str:
@@ -78,11 +78,15 @@ async def get(request: web.Request, params: Params) -> web.StreamResponse:
         await response.prepare(request)
         if request.transport is not None:
             # With the default 64 KiB mark, each write waits for the socket to drain before
-            # the next piece is handed over, which halved throughput on loopback; a few
-            # pieces of slack keep the kernel busy while the next one is prepared.
+            # the next piece is handed over, which halved throughput on loopback. Past the
+            # mark a whole piece still goes in before the write waits, so a slow client
+            # holds this plus a piece here: the kernel's send buffer (up to 4 MiB, outside
+            # our memory) is what keeps a fast one busy while the next piece comes.
             request.transport.set_write_buffer_limits(high=WRITE_BUFFER)
         try:
-            await send_pieces(response, _prepend(first, pieces), gateway.config.write_timeout)
+            body = _prepend(first, pieces)
+            del first  # held here, a piece would stay alive for the whole response
+            await send_pieces(response, body, gateway.config.write_timeout)
         except (node_errors.NodeError, TimeoutError, ConnectionError) as error:
             # Headers are gone: the only honest signal left is a body cut short of its
             # Content-Length, which every client checks.
@@ -99,6 +103,7 @@ async def get(request: web.Request, params: Params) -> web.StreamResponse:
 async def _prepend(first: bytes | memoryview, rest: AsyncIterator[bytes | memoryview]
                    ) -> AsyncIterator[bytes | memoryview]:
     yield first
+    del first
     async for piece in rest:
         yield piece
 

@@ -2,7 +2,8 @@
 
 A long read (a multi-GiB layer) must not occupy a worker of the shared thread pool, or a
 few slow pulls would starve every metadata call; it gets a thread of its own instead, and
-at most `depth` items wait for the consumer, so a slow client holds a few MiB, not a layer.
+at most `depth` items exist besides the one the consumer holds, so a slow client holds a
+few MiB, not a layer.
 """
 
 from __future__ import annotations
@@ -28,10 +29,16 @@ async def stream_in_thread(make: Callable[[], Iterator[T]], depth: int = 4) -> A
 
     def run() -> None:
         try:
-            for item in make():
+            items = make()
+            while True:
+                # Room first, then the next item: waiting with an item already made would
+                # hold one more piece than `depth` for as long as the consumer is slow.
                 room.acquire()
                 if stop.is_set():
                     return
+                item = next(items, _DONE)
+                if item is _DONE:
+                    break
                 deliver(item)
             deliver(_DONE)
         except BaseException as exc:  # handed to the consumer, raised there

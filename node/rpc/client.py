@@ -25,7 +25,7 @@ from node.errors import NodeError, NotFound
 from node.recipe import Recipe
 from node.request_id import METADATA_KEY, REQUEST_ID
 from node.rpc import convert
-from node.rpc.options import GRPC_OPTIONS
+from node.rpc.options import CHANNEL_OPTIONS
 from node.rpc.status import error_of
 from node.rpc.tls import TlsFiles
 from shoal.v1 import (
@@ -39,6 +39,7 @@ from shoal.v1 import (
 
 UNARY_DEADLINE = 30.0
 STREAM_DEADLINE = 3600.0
+_EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
 
 
 def _metadata() -> tuple[tuple[str, str], ...]:
@@ -56,9 +57,9 @@ class RemoteNode:
         self.target = target
         if tls is not None:
             self._channel = grpc.aio.secure_channel(target, tls.channel_credentials(),
-                                                    options=GRPC_OPTIONS)
+                                                    options=CHANNEL_OPTIONS)
         else:
-            self._channel = grpc.aio.insecure_channel(target, options=GRPC_OPTIONS)
+            self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._chunks = chunks_pb2_grpc.ChunkStoreStub(self._channel)
         self._blobs = blobs_pb2_grpc.BlobsStub(self._channel)
         self._registry = registry_pb2_grpc.RegistryStub(self._channel)
@@ -84,6 +85,24 @@ class RemoteNode:
         try:
             async for message in call:
                 yield message
+        except grpc.aio.AioRpcError as exc:
+            raise _raise(exc) from None
+        finally:
+            call.cancel()
+
+    async def _data_from(self, method: Any, request: Any) -> AsyncIterator[bytes]:
+        """The `data` of each message of a bulk read. Each message is dropped before its
+        data is handed on (so not `async for`, whose iterator keeps the last one): a slow
+        client would otherwise hold a second copy of every piece while it is sent."""
+        call = method(request, timeout=self._stream, metadata=_metadata())
+        try:
+            while True:
+                message = await call.read()
+                if message is _EOF:
+                    break
+                data: bytes = message.data
+                del message
+                yield data
         except grpc.aio.AioRpcError as exc:
             raise _raise(exc) from None
         finally:
@@ -140,8 +159,8 @@ class RemoteNode:
         request = blobs_pb2.ReadBlobRequest(digest=digest, offset=offset)
         if length is not None:
             request.length = length
-        async for message in self._stream_from(self._blobs.Read, request):
-            yield message.data
+        async for data in self._data_from(self._blobs.Read, request):
+            yield data
 
     async def delete_blob(self, digest: str) -> bool:
         reply = await self._call(self._blobs.Delete, blobs_pb2.DeleteBlobRequest(digest=digest))
@@ -263,8 +282,8 @@ class RemoteNode:
 
     async def read_upload(self, repository: str, upload_id: str) -> AsyncIterator[bytes]:
         request = registry_pb2.UploadRef(repository=repository, id=upload_id)
-        async for message in self._stream_from(self._registry.ReadUpload, request):
-            yield message.data
+        async for data in self._data_from(self._registry.ReadUpload, request):
+            yield data
 
     async def finish_upload(self, repository: str, upload_id: str, digest: str,
                             expected_size: int | None = None) -> BlobInfo:
