@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clients.images import ImageMaker, assert_layout_holds, make_tar, read_layout_ref, \
-    write_layout
+from clients.images import (
+    ImageMaker,
+    assert_layout_holds,
+    make_tar,
+    read_layout_ref,
+    write_layout,
+)
 from support import SHOAL, free_port, running, wait_until
 
 REFERENCE = Path("/usr/bin/docker-registry")
