@@ -167,3 +167,54 @@ def test_push_and_pull_with_the_reference_registry(tmp_path: Path,
         out = tmp_path / "out"
         shoal("pull", f"{reference.address}/lib/app:m", str(out), "--quiet")
     assert_layout_holds(out, "m", index)
+
+
+def test_credentials_from_the_environment_against_token_auth(tmp_path: Path) -> None:
+    """Docker token auth: the writer pushes, the reader pulls but may not push, and a
+    stranger is told to sign in. The password comes from $SHOAL_PASSWORD."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    import bcrypt
+
+    users = {"writer": "w-pass-1", "reader": "r-pass-2"}
+    (tmp_path / "users").write_text("".join(
+        f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
+        for u, p in users.items()))
+    (tmp_path / "auth.toml").write_text(
+        'htpasswd = "users"\n\n[[rule]]\nusers = ["writer"]\nrepositories = ["team/*"]\n'
+        'actions = ["pull", "push"]\n\n[[rule]]\nusers = ["reader"]\n'
+        'repositories = ["team/*"]\nactions = ["pull"]\n')
+    layout = tmp_path / "layout"
+    image = ImageMaker(705).image(layer_count=1)
+    write_layout(layout, {"v1": image})
+    address = f"127.0.0.1:{free_port()}"
+
+    def status() -> bool:
+        try:
+            urllib.request.urlopen(f"http://{address}/v2/", timeout=2)
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401
+        return False
+
+    def as_user(user: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+        if user is not None:
+            env.update(SHOAL_USER=user, SHOAL_PASSWORD=users[user])
+        return subprocess.run([*SHOAL, *args, "--quiet"], capture_output=True, text=True,
+                              timeout=120, env=env)
+
+    with running([*SHOAL, "serve", "--data", str(tmp_path / "data"), "--listen", address,
+                  "--auth", str(tmp_path / "auth.toml")], tmp_path / "serve.log") as proc:
+        wait_until(status, "registry asking for credentials", proc)
+        pushed = as_user("writer", "push", str(layout), f"{address}/team/app:v1")
+        assert pushed.returncode == 0, pushed.stderr
+        refused = as_user("reader", "push", str(layout), f"{address}/team/app:v2")
+        assert refused.returncode == 1, refused.stderr
+        assert "403 Forbidden — DENIED: push is not allowed in team/app" in refused.stderr
+        stranger = as_user(None, "pull", f"{address}/team/app:v1", str(tmp_path / "x"))
+        assert stranger.returncode == 1 and "401" in stranger.stderr, stranger.stderr
+        pulled = as_user("reader", "pull", f"{address}/team/app:v1", str(tmp_path / "out"))
+        assert pulled.returncode == 0, pulled.stderr
+    assert_layout_holds(tmp_path / "out", "v1", image)
