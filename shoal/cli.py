@@ -596,6 +596,10 @@ def _transfer(run: Any) -> int:
     except OSError as exc:
         print(f"shoal: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("shoal: interrupted; blobs already moved stay (a rerun skips them)",
+              file=sys.stderr)
+        return 130
     return 0
 
 

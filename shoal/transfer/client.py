@@ -2,8 +2,9 @@
 token (Bearer) authentication, and the registry's own error messages on failure.
 
 Deadlines: small requests have a total deadline; blob transfers, whose length is unknown
-in advance, have deadlines on connecting and on every read and write instead, so a
-stalled registry fails the transfer while a slow but moving one does not.
+in advance, have deadlines on connecting and on every read instead, and uploads a
+watchdog on the body's progress (aiohttp has no write deadline), so a stalled registry
+fails the transfer while a slow but moving one does not.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urljoin
 
 import aiohttp
@@ -31,8 +33,35 @@ MANIFEST_TYPES = (
 )
 MANIFEST_LIMIT = 4 << 20          # registries refuse bigger manifests too
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+STALL = 300.0                     # seconds an upload may go without sending a byte
+T = TypeVar("T")
 
 Body = Callable[[], AsyncIterator[bytes]]   # a fresh body per attempt (auth may retry)
+
+
+class Watchdog:
+    """Fails an awaitable that stops making progress: call `moved` whenever it does."""
+
+    def __init__(self, stall: float = STALL) -> None:
+        self.stall = stall
+        self._last = time.monotonic()
+
+    def moved(self) -> None:
+        self._last = time.monotonic()
+
+    async def guard(self, work: Awaitable[T], what: str) -> T:
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=min(self.stall, 5.0))
+                if done:
+                    return task.result()
+                if time.monotonic() - self._last > self.stall:
+                    raise RegistryError(f"{what}: no progress for {self.stall:.0f} s")
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
 
 class RegistryError(Exception):

@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from shoal.transfer.client import Credentials, RegistryClient
+from shoal.transfer.client import Credentials, RegistryClient, Watchdog
 from shoal.transfer.progress import Board, Tally
 from shoal.transfer.reference import ImageRef
 from shoal.transfer.source import BlobFile, Manifest, open_image
@@ -68,14 +68,17 @@ async def _push_blob(client: RegistryClient, blob: BlobFile, origin: str | None,
         tally.bytes_saved += blob.size
         return
     task = board.start(blob.digest, blob.size)
+    watchdog = Watchdog()
 
     async def body() -> AsyncIterator[bytes]:
         board.progress.reset(task, total=blob.size)   # a retry after signing in starts over
         async for piece in blob.read():
             board.advance(task, len(piece))
+            watchdog.moved()
             yield piece
 
-    await client.upload_blob(blob.digest, blob.size, body)
+    await watchdog.guard(client.upload_blob(blob.digest, blob.size, body),
+                         f"uploading blob {blob.digest[:19]}")
     board.done(task, "pushed")
     tally.blobs_sent += 1
     tally.bytes_sent += blob.size
