@@ -8,6 +8,7 @@ import logging
 import signal
 import ssl
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,9 +108,16 @@ def _guard(auth: Path | None, data: Path) -> Guard | None:
         raise SystemExit(f"shoal: cannot use {auth}: {exc}") from None
 
 
-class _Help(argparse.RawDescriptionHelpFormatter):
-    """Descriptions and epilogs as written (examples keep their lines), and every option's
+class _Help(argparse.HelpFormatter):
+    """Descriptions wrapped by paragraph, examples kept line for line, and every option's
     default shown unless its help already says it."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return "\n\n".join(textwrap.fill(" ".join(p.split()), width, initial_indent=indent,
+                                          subsequent_indent=indent)
+                            for p in text.split("\n\n"))
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -260,8 +268,7 @@ def _parser() -> argparse.ArgumentParser:
         "cross-repository mount when the image was pulled from the\nsame registry, or with "
         "--mount-from).",
         "  shoal push ./layout localhost:5000/app:v1\n"
-        "  shoal push ./image.tar:app registry.example.com/team/app:v1 --user me   "
-        "# password in $SHOAL_PASSWORD")
+        "  SHOAL_PASSWORD=... shoal push ./saved.tar:app registry.example.com/app:v1 --user me")
     push.add_argument("source", metavar="SOURCE",
                       help="layout folder or tarball, with :NAME when it holds several images")
     push.add_argument("reference", metavar="HOST[:PORT]/REPOSITORY[:TAG]",
