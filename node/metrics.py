@@ -5,13 +5,16 @@ a cluster member what repair found short and sent."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from node.cluster.repair import RepairStats
 from node.gc.collector import GarbageCollector
 from node.local import LocalNode
+
+if TYPE_CHECKING:  # a node alone, or `shoal serve`, needs none of the cluster's modules
+    from node.cluster.repair import RepairStats
 
 
 class NodeCollector(Collector):

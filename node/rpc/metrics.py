@@ -1,9 +1,8 @@
 """gRPC calls a node answered, by method and status code, and how long they took.
 
-The counters are process-wide (the services' decorators count into them at import-free
-module level) and registered nowhere by themselves: a node process that serves metrics
-adds `RpcCollector` to its registry, so tests that start many nodes in one process share
-nothing but these numbers.
+The counters are process-wide, since the services' decorators count into them, and belong
+to no registry by themselves: a node process that serves metrics adds `RpcCollector` to
+its own, so the default global registry stays empty.
 """
 
 from __future__ import annotations
