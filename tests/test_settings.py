@@ -136,3 +136,25 @@ def test_help_reads_well() -> None:
                            timeout=60, check=True).stdout
     for group in ("storage:", "network:", "access:", "garbage collection:"):
         assert group in serve
+
+
+def test_shoal_cluster_children_do_not_inherit_its_settings(tmp_path: Path) -> None:
+    """`shoal cluster` takes --listen from the environment for its gateway, but its nodes
+    must not: they would all try to bind it (and the file's one metrics port)."""
+    port, base = free_port(), free_port()
+    (tmp_path / "shoal.toml").write_text(f'[node]\nmetrics-listen = "127.0.0.1:{port}"\n')
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    argv = ["env", "-i", *(f"{k}={v}" for k, v in clean.items()),
+            f"SHOAL_LISTEN=127.0.0.1:{port}", *SHOAL, "cluster", "--nodes", "2",
+            "--replicas", "2", "--data", str(tmp_path / "c"), "--base-port", str(base)]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2),
+                   "the cluster's gateway on the port from SHOAL_LISTEN", proc, timeout=60)
+        wait_until(lambda: shoal(["status", "--cluster", str(tmp_path / "c" / "cluster.toml")],
+                                 tmp_path).returncode == 0, "both members up", proc,
+                   timeout=60)
+    finally:
+        proc.terminate()
+        assert proc.wait(60) == 0
