@@ -53,15 +53,23 @@ class Board:
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
             TransferSpeedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
             console=self.err, disable=quiet, transient=False)
+        # Shown from the first blob on: a transfer that fails before any leaves no blank.
+        self._shown = False
 
     def __enter__(self) -> Board:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self._shown:
+            self.progress.stop()
+
+    def _show(self) -> None:
+        if not self._shown:
+            self._shown = True
+            self.progress.start()
 
     def start(self, digest: str, total: int) -> TaskID:
+        self._show()
         return self.progress.add_task(digest[7:19], total=total, note="")
 
     def advance(self, task: TaskID, amount: int) -> None:
@@ -72,6 +80,7 @@ class Board:
         self.progress.update(task, completed=total, note=note)
 
     def skipped(self, digest: str, total: int, note: str) -> None:
+        self._show()
         self.progress.add_task(digest[7:19], total=total, completed=total,
                                note=f"[green]{note}[/green]")
 
