@@ -1,5 +1,5 @@
-"""Prometheus metrics of the gateway, served at /metrics: requests by route, method and
-status, their latency, and the bytes that crossed the HTTP boundary.
+"""Prometheus metrics of the gateway, served at /metrics: requests and their latency by
+route, method and status, and the bytes that crossed the HTTP boundary.
 
 Each application has its own CollectorRegistry (tests start many apps in one process);
 a node running in the same process adds its collector to it (`shoal serve`).
@@ -27,8 +27,9 @@ class GatewayMetrics:
             ["route", "method", "status"], registry=self.registry)
         self.latency = Histogram(
             "shoal_http_request_duration_seconds",
-            "Time from a request's arrival to the end of its response, by route and method",
-            ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
+            "Time from a request's arrival to the end of its response, by route, method and "
+            "status", ["route", "method", "status"], buckets=LATENCY_BUCKETS,
+            registry=self.registry)
         self.received = Counter(
             "shoal_http_received_bytes", "Upload body bytes read (blobs and manifests)",
             registry=self.registry)
@@ -52,8 +53,9 @@ def metrics_middleware(metrics: GatewayMetrics) -> Middleware:
             return response
         finally:
             route = request.get(ROUTE, "none")
-            metrics.requests.labels(route, request.method, str(status)).inc()
-            metrics.latency.labels(route, request.method).observe(time.perf_counter() - start)
+            labels = (route, request.method, str(status))
+            metrics.requests.labels(*labels).inc()
+            metrics.latency.labels(*labels).observe(time.perf_counter() - start)
             if response is not None:
                 metrics.sent.inc(response.body_length)
 

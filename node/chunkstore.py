@@ -175,6 +175,7 @@ class ChunkStore:
         self._counts_lock = threading.Lock()
         self.chunks_written = 0
         self.chunks_duplicate = 0
+        self.chunks_found = 0       # asked about with `has` and already stored
         self.stored_bytes = 0
 
     def count_put(self, written: int, duplicate: int, stored_bytes: int) -> None:
@@ -198,6 +199,9 @@ class ChunkStore:
             return present, stamped
 
         present, stamped = self.index.read(run)
+        found = sum(present)
+        with self._counts_lock:
+            self.chunks_found += found
         if not stamped:
             return present
 

@@ -147,5 +147,8 @@ class Index:
         stat = self.env.stat()
         return int((info["last_pgno"] + 1) * stat["psize"])
 
+    def map_size(self) -> int:
+        return int(self.env.info()["map_size"])
+
     def close(self) -> None:
         self.env.close()

@@ -50,6 +50,7 @@ DISK_RESERVE = 256 << 20    # at most; 5 % of the file system when that is less
 class NodeStats:
     chunks_written: int
     chunks_duplicate: int
+    chunks_found: int          # `has` answered "already stored": the chunk was not sent
     stored_bytes: int
     logical_bytes: int
     uploads_expired: int
@@ -59,6 +60,7 @@ class NodeStats:
     corrupt_chunks: int
     pack_bytes: int
     index_bytes: int
+    index_map_bytes: int       # the LMDB map: what the index may grow to before it doubles
 
 
 class LocalNode:
@@ -113,12 +115,14 @@ class LocalNode:
         return NodeStats(
             chunks_written=self.chunks.chunks_written,
             chunks_duplicate=self.chunks.chunks_duplicate,
+            chunks_found=self.chunks.chunks_found,
             stored_bytes=self.chunks.stored_bytes,
             logical_bytes=self.uploads.logical_bytes,
             uploads_expired=self.uploads.expired,
             chunks=counts["chunks"], blobs=counts["blobs"],
             upload_sessions=counts["uploads"], corrupt_chunks=counts["corrupt"],
-            pack_bytes=packs, index_bytes=self.index.size_on_disk())
+            pack_bytes=packs, index_bytes=self.index.size_on_disk(),
+            index_map_bytes=self.index.map_size())
 
     @staticmethod
     async def _run(fn: Callable[..., T], *args: object) -> T:

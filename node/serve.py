@@ -24,6 +24,7 @@ from node.gc.collector import INTERVAL_SECONDS, GarbageCollector, GcConfig
 from node.janitor import UPLOAD_IDLE_SECONDS, collect_garbage_forever, expire_uploads_forever
 from node.local import LocalNode
 from node.metrics import NodeCollector
+from node.rpc.metrics import RpcCollector
 from node.rpc.server import start_server
 from node.rpc.tls import TlsFiles
 from node.swarm.metrics import OwnerSwarmCollector
@@ -88,7 +89,9 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
             repairer.scrub_forever(member.scrub_interval, member.scrub_rate)))
     if metrics_listen is not None:
         registry = CollectorRegistry()
-        registry.register(NodeCollector(node, gc))
+        registry.register(NodeCollector(
+            node, gc, (lambda: repairer.stats) if repairer is not None else None))
+        registry.register(RpcCollector())
         registry.register(OwnerSwarmCollector(lambda: swarm.peer, swarm.book))
         # prometheus-client's own server runs in a thread of its own, off the event loop.
         start_http_server(metrics_listen[1], metrics_listen[0], registry=registry)

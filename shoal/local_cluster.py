@@ -9,6 +9,7 @@ others are stopped too and the exit status says so.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -49,7 +50,11 @@ def run(nodes: int, replicas: int, write_quorum: int | None, data: Path,
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     names = [*(m.id for m in config.members), "gateway"]
-    children = [subprocess.Popen(argv) for argv in argvs[:-1]]
+    # Every child gets its settings as flags: the parent's config file and SHOAL_*
+    # variables (a SHOAL_LISTEN, say) would give all of them the same address.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    env["SHOAL_CONFIG"] = os.devnull
+    children = [subprocess.Popen(argv, env=env) for argv in argvs[:-1]]
     # The gateway starts once every member listens, so its first requests find them up.
     deadline = time.monotonic() + START_TIMEOUT
     for member, child in zip(config.members, children, strict=True):
@@ -60,7 +65,7 @@ def run(nodes: int, replicas: int, write_quorum: int | None, data: Path,
                 break
             except OSError:
                 time.sleep(0.1)
-    children.append(subprocess.Popen(argvs[-1]))
+    children.append(subprocess.Popen(argvs[-1], env=env))
     log.info("cluster of %d nodes (R=%d, W=%d), file %s; registry on http://%s:%d",
              nodes, config.replicas, config.write_quorum, cluster_file, *listen)
     status = 0

@@ -6,8 +6,10 @@ messages halve throughput), and each stream holds at most a few messages in memo
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -21,6 +23,7 @@ from node.local import LocalNode
 from node.request_id import METADATA_KEY, REQUEST_ID, accept
 from node.rpc import convert
 from node.rpc.admin import add_admin
+from node.rpc.metrics import observe
 from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
 from node.rpc.status import status_of
 from node.rpc.tls import TlsFiles
@@ -56,29 +59,63 @@ def _adopt_request_id(context: Ctx, name: str) -> None:
     log.debug("call %s", name)
 
 
+def _code(context: Ctx, exc: BaseException | None) -> str:
+    """The status code a call ended with, for the metrics."""
+    if exc is None:
+        return "OK"
+    if isinstance(exc, NodeError):
+        return status_of(exc).name
+    if isinstance(exc, (ValueError, OSError)):
+        return "INTERNAL"
+    if isinstance(exc, asyncio.CancelledError):
+        return "CANCELLED"
+    code = context.code() if hasattr(context, "code") else None  # set by context.abort
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
 def unary(fn: Callable[[Any, Any, Ctx], Awaitable[R]]) -> Callable[[Any, Any, Ctx], Awaitable[R]]:
+    method = fn.__qualname__.replace("Service.", "/")
+
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: Ctx) -> R:
         _adopt_request_id(context, fn.__name__)
+        start = time.perf_counter()
+        failure: BaseException | None = None
         try:
             return await fn(self, request, context)
         except (NodeError, ValueError, OSError) as exc:
+            failure = exc
             await _abort(context, exc)
             raise AssertionError("unreachable") from None
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            observe(method, _code(context, failure), time.perf_counter() - start)
 
     return wrapper
 
 
 def streaming(fn: Callable[[Any, Any, Ctx], AsyncIterator[R]]
               ) -> Callable[[Any, Any, Ctx], AsyncIterator[R]]:
+    method = fn.__qualname__.replace("Service.", "/")
+
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: Ctx) -> AsyncIterator[R]:
         _adopt_request_id(context, fn.__name__)
+        start = time.perf_counter()
+        failure: BaseException | None = None
         try:
             async for item in fn(self, request, context):
                 yield item
         except (NodeError, ValueError, OSError) as exc:
+            failure = exc
             await _abort(context, exc)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            observe(method, _code(context, failure), time.perf_counter() - start)
 
     return wrapper
 

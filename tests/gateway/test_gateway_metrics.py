@@ -57,20 +57,26 @@ async def test_metrics_after_a_push_and_a_pull(tmp_path: Path) -> None:
                  status="404") == 1
     assert value("shoal_http_requests_total", route="uploads.start", method="POST",
                  status="201") == 2
-    assert value("shoal_http_request_duration_seconds_count", route="blobs.get",
-                 method="GET") == 2
+    for status in ("200", "404"):
+        assert value("shoal_http_request_duration_seconds_count", route="blobs.get",
+                     method="GET", status=status) == 1
     assert value("shoal_http_received_bytes_total") == 2 * len(layer)
     assert value("shoal_http_sent_bytes_total") >= len(layer)
     # Twice the bytes pushed, once written (less if zstd found anything to save).
     assert value("shoal_logical_bytes_total") == 2 * len(layer)
     assert 0 < value("shoal_stored_bytes_total") <= len(layer)
     assert value("shoal_dedup_saved_ratio") >= 0.5
+    assert value("shoal_dedup_ratio") >= 2
+    # The second push asked for every chunk and found it: hits; the first stored them.
+    assert value("shoal_chunk_hits_total") >= value("shoal_chunk_misses_total") > 0
+    assert value("shoal_chunk_misses_total") == value("shoal_chunks_written_total")
     assert value("shoal_blobs") == 1
     assert value("shoal_chunks") == value("shoal_chunks_written_total") > 0
     assert value("shoal_upload_sessions") == 0
     assert value("shoal_corrupt_chunks") == 0
     assert value("shoal_pack_bytes") >= len(layer)
     assert value("shoal_index_bytes") > 0
+    assert value("shoal_index_map_bytes") >= value("shoal_index_bytes")
 
 
 async def test_metrics_route_is_not_counted_as_a_registry_route(tmp_path: Path) -> None:
