@@ -10,6 +10,7 @@ import hashlib
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,22 @@ from node.rpc.tls import TlsFiles
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
+
+
+_HANDED_OUT: set[int] = set()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on, never the same twice in one test run: two
+    processes told the same port, or a node given one and a port-0 bind that picked it,
+    would make a test talk to the wrong server."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def sha256(data: bytes) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +18,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from nodetest import free_port
+
 START_TIMEOUT = 60.0
 HTTP_TIMEOUT = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sha256(data: bytes) -> str:
@@ -65,12 +61,14 @@ class Proc:
     def wait_for(self, url: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
-            with contextlib.suppress(OSError):
+            # HTTPException: not the server yet (a port is briefly someone else's).
+            with contextlib.suppress(OSError, http.client.HTTPException):
                 if http_ok(url):
                     return
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exited with {self.proc.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
+                self.kill()  # its owner never got it back: nobody else would end it
                 raise RuntimeError(f"not ready: {url}\n{self.log()}")
             time.sleep(0.05)
 

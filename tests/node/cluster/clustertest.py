@@ -6,12 +6,11 @@ import contextlib
 import importlib.util
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-from nodetest import NodeProcess
+from nodetest import NodeProcess, free_port
 
 from node.cluster.config import ClusterConfig, Member, write
 from node.rpc.tls import TlsFiles
@@ -26,12 +25,6 @@ def top_level_support() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ClusterProcesses:
