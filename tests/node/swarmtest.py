@@ -59,6 +59,13 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
     def wait_for(self, url: str) -> None:
+        try:
+            self._wait_for(url)
+        except BaseException:
+            self.kill()  # its owner never got it back: nobody else would end it
+            raise
+
+    def _wait_for(self, url: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             # HTTPException: not the server yet (a port is briefly someone else's).
@@ -68,7 +75,6 @@ class Proc:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exited with {self.proc.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
-                self.kill()  # its owner never got it back: nobody else would end it
                 raise RuntimeError(f"not ready: {url}\n{self.log()}")
             time.sleep(0.05)
 
