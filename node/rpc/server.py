@@ -137,7 +137,7 @@ class BlobsService(blobs_pb2_grpc.BlobsServicer):
 
     @unary
     async def Stat(self, request: blobs_pb2.StatBlobRequest, context: Ctx) -> blobs_pb2.BlobInfo:
-        info = await self.node.stat_blob(request.digest)
+        info = await self.node.stat_blob(request.digest, request.referencing)
         if info is None:
             raise NotFound(f"blob {request.digest} is not stored")
         return convert.blob_to_pb(info)
