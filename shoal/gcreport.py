@@ -70,9 +70,9 @@ async def run(data: Path, node: str | None, dry_run: bool, deadline: float,
                              f"{data / SOCKET_NAME}); start it with `shoal serve --data "
                              f"{data}`, or use --node HOST:PORT") from None
         if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-            raise SystemExit(f"shoal: {target} does not collect garbage: it is a cluster "
-                             "member, and a member's garbage can only be found by marking "
-                             "every member's recipes (docs/cluster.md)") from None
+            raise SystemExit(f"shoal: {target} does not collect garbage on its own: it is a "
+                             "cluster member, whose garbage only a mark over every member "
+                             "finds; use `shoal gc --cluster FILE` (docs/gc.md)") from None
         raise SystemExit(f"shoal: garbage collection on {target} failed: "
                          f"{exc.code().name}: {exc.details()}") from None
 
