@@ -80,18 +80,20 @@ async def run(data: Path, node: str | None, dry_run: bool, deadline: float,
 def render_cluster(report: ClusterGcReport, console: Console) -> None:
     title = ("Cluster garbage collection, dry run: nothing was changed" if report.dry_run
              else f"Cluster garbage collection in {report.seconds:.1f} s")
+    # Each member counts its own copies: a blob kept on R owners is R recipes deleted.
     table = Table(title=title, caption=f"{report.live_blobs} live blobs across the cluster; "
-                  f"chunk filter {_size(report.filter_bytes)}")
+                  f"chunk filter {_size(report.filter_bytes)}; counts are per copy")
     verb = "would go" if report.dry_run else "went"
-    for name in ("member", f"blobs {verb}", "bytes", f"chunks {verb}", "bytes",
-                 "packs compacted", "disk space back", "waiting (blobs, chunks)"):
+    table.title = f"{title} (what {verb})"
+    for name in ("member", "blobs", "bytes", "chunks", "bytes", "packs compacted",
+                 "disk back", "waiting"):
         table.add_column(name, justify="left" if name == "member" else "right")
 
     def row(name: str, r: GcReport, style: str = "") -> None:
         table.add_row(name, str(r.blobs_deleted), _size(r.blob_bytes), str(r.chunks_deleted),
                       _size(r.chunk_bytes), str(r.packs_compacted),
                       _size(r.disk_bytes_reclaimed),
-                      f"{r.blobs_waiting}, {r.chunks_waiting}", style=style)
+                      f"{r.blobs_waiting} blobs, {r.chunks_waiting} chunks", style=style)
 
     for member_id, member in sorted(report.members.items()):
         row(member_id, member)

@@ -214,5 +214,8 @@ async def test_a_push_during_collection_survives(gc_cluster: ClusterProcesses) -
         await gc_json(gc_cluster)
         assert await recipe_copies(gc_cluster, digest) == 2
         assert await collect(api.read_blob(digest)) == data
+        code, out, err = await shoal_gc(gc_cluster, "--dry-run")  # the table, for people
+        assert code == 0, err
+        assert "total" in out and all(m.id in out for m in gc_cluster.config.members)
     finally:
         await api.close()
