@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from cluster.clustertest import ClusterProcesses, running_cluster
 from nodetest import collect, pieces, random_bytes, sha256
+from test_gateways import http, start_gateway
 
 from node.api import ManifestRecord
 from node.blobio import write_blob
@@ -219,3 +220,57 @@ async def test_a_push_during_collection_survives(gc_cluster: ClusterProcesses) -
         assert "total" in out and all(m.id in out for m in gc_cluster.config.members)
     finally:
         await api.close()
+
+
+async def test_deletes_through_a_gateway_are_reclaimed(gc_cluster: ClusterProcesses,
+                                                       scratch: Path) -> None:
+    """The OCI API end to end: a manifest and its blobs deleted over HTTP go from every
+    member; a layer another repository still links keeps every chunk."""
+    gateway, base = start_gateway(gc_cluster, scratch / "gateway.log")
+    api = await ClusterNode.connect(gc_cluster.config)
+    try:
+        repo, other = f"gc{uuid.uuid4().hex[:8]}/web", f"gc{uuid.uuid4().hex[:8]}/keep"
+        layer, shared = random_bytes(2 << 20, seed=91), random_bytes(1 << 20, seed=92)
+        config = b'{"architecture":"amd64","os":"linux"}'
+        for name, blob in ((repo, layer), (repo, shared), (repo, config), (other, shared)):
+            status, _, body = await asyncio.to_thread(
+                http, "POST", f"{base}/v2/{name}/blobs/uploads/?digest={sha256(blob)}",
+                blob, {"Content-Type": "application/octet-stream"})
+            assert status == 201, body
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": sha256(config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": sha256(blob), "size": len(blob)}
+                       for blob in (layer, shared)]}).encode()
+        status, _, body = await asyncio.to_thread(
+            http, "PUT", f"{base}/v2/{repo}/manifests/v1", manifest,
+            {"Content-Type": OCI})
+        assert status == 201, body
+        layer_ids = list(dict.fromkeys((await api.get_recipe(sha256(layer))).ids))
+        shared_ids = list(dict.fromkeys((await api.get_recipe(sha256(shared))).ids))
+
+        status, _, _ = await asyncio.to_thread(
+            http, "DELETE", f"{base}/v2/{repo}/manifests/{sha256(manifest)}")
+        assert status == 202
+        for blob in (layer, shared, config):
+            status, _, _ = await asyncio.to_thread(
+                http, "DELETE", f"{base}/v2/{repo}/blobs/{sha256(blob)}")
+            assert status == 202
+        for _ in range(3):  # stamp the recipes; delete them, stamp their chunks; sweep
+            await gc_json(gc_cluster)
+            await asyncio.sleep(GRACE + 0.2)
+        await gc_json(gc_cluster)
+        assert sum((await held(gc_cluster, layer_ids)).values()) == 0
+        assert sum((await held(gc_cluster, shared_ids)).values()) == 2 * len(shared_ids)
+        status, _, got = await asyncio.to_thread(
+            http, "GET", f"{base}/v2/{other}/blobs/{sha256(shared)}")
+        assert status == 200 and got == shared
+        status, _, _ = await asyncio.to_thread(
+            http, "GET", f"{base}/v2/{repo}/blobs/{sha256(layer)}")
+        assert status == 404
+    finally:
+        await api.close()
+        gateway.terminate()
+        gateway.wait(30)
