@@ -1,5 +1,5 @@
 """Garbage collection across a cluster (`shoal gc --cluster`), on three real members
-(R=2) whose grace period is 2 s: blobs deleted through the client every gateway uses are
+(R=2) whose grace period is 2 s: blobs deleted through a gateway (and the client it uses) are
 reclaimed on every member, shared ones are kept everywhere, a dry run agrees with the
 real run, a run with a member down refuses, and a push racing the collection survives.
 """
