@@ -36,8 +36,24 @@ class BlobStore:
         self._chunks = chunks
         self._blobs = index.db("blobs")
 
-    def stat(self, digest: str) -> BlobInfo | None:
-        packed = self._index.read(lambda txn: fetch(txn, digest.encode(), self._blobs))
+    def stat(self, digest: str, referencing: bool = False) -> BlobInfo | None:
+        """With `referencing`, a stamp garbage collection left is cleared, in a write
+        transaction that finds the blob still there (like ChunkStore.has reviving a chunk):
+        in a cluster a link is written on other nodes than the recipe, and cannot clear
+        the stamp itself. Repair's stats leave stamps alone, or no garbage would go."""
+        stamps = self._index.db("unreferenced_blobs")
+        key = digest.encode()
+
+        def look(txn: lmdb.Transaction) -> tuple[bytes | None, bool]:
+            return fetch(txn, key, self._blobs), fetch(txn, key, stamps) is not None
+
+        packed, stamped = self._index.read(look)
+        if packed is not None and referencing and stamped:
+            def revive(txn: lmdb.Transaction) -> bytes | None:
+                txn.delete(key, db=stamps)
+                return fetch(txn, key, self._blobs)  # None: collected since the look-up
+
+            packed = self._index.write(revive)
         if packed is None:
             return None
         recipe = Recipe.unpack(packed)

@@ -190,8 +190,10 @@ class LocalNode:
 
     # -- blobs -------------------------------------------------------------------------------
 
-    async def stat_blob(self, digest: str) -> BlobInfo | None:
-        return await self._run(self.blobs.stat, digest)
+    async def stat_blob(self, digest: str, referencing: bool = False) -> BlobInfo | None:
+        """`referencing`: a writer on another node is about to refer to the blob, which
+        restarts its grace period here (node/blobs.py, BlobStore.stat)."""
+        return await self._run(self.blobs.stat, digest, referencing)
 
     async def commit_blob(self, digest: str, recipe: Recipe) -> BlobInfo:
         return await self._run(self.blobs.commit, digest, recipe)

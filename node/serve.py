@@ -20,6 +20,7 @@ from node.cluster.config import ClusterConfig
 from node.cluster.membership import Membership
 from node.cluster.repair import Repairer
 from node.cluster.service import ClusterService, add_to
+from node.gc.cluster import MemberCollector
 from node.gc.collector import INTERVAL_SECONDS, GarbageCollector, GcConfig
 from node.janitor import UPLOAD_IDLE_SECONDS, collect_garbage_forever, expire_uploads_forever
 from node.local import LocalNode
@@ -58,9 +59,11 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
     `serve_limit` streams at once (node/swarm/).
 
     A node alone collects garbage every `gc_interval` seconds (never when 0) and on demand.
-    A cluster member does not: its recipes refer to chunks on other members and its chunks
-    are referred to by recipes elsewhere, so only a mark over every member's recipes can
-    tell garbage (docs/cluster.md), and a local sweep would delete live data."""
+    A cluster member never collects on its own: its recipes refer to chunks on other
+    members and its chunks are referred to by recipes elsewhere, so a local sweep would
+    delete live data. It serves its part of a collection across the cluster instead
+    (node/gc/cluster.py), run on demand by `shoal gc --cluster` (docs/gc.md); members have
+    no schedule yet."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -75,8 +78,10 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
         add_to(server, service)
 
     gc = GarbageCollector(node, gc_config) if member is None else None
+    member_gc = MemberCollector(node, gc_config) if member is not None else None
     swarm = OwnerSwarm(node, serve_limit)
-    server, port = await start_server(node, listen, tls, gc, [add_cluster, swarm.add_to])
+    server, port = await start_server(node, listen, tls, gc, [add_cluster, swarm.add_to],
+                                      member_gc)
     log.info("node serving %s on port %d%s", data_dir, port,
              f" as cluster member {member.member_id}" if member else "")
     tasks = [asyncio.create_task(expire_uploads_forever(node, upload_idle))]
@@ -102,6 +107,8 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
     log.info("node stopping: draining calls for up to %.0f s", grace)
     if gc is not None:
         gc.stop()
+    if member_gc is not None:
+        member_gc.stop()
     for task in tasks:
         task.cancel()
     await server.stop(grace)
@@ -111,4 +118,6 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
         # A collection runs in a thread that cancelling does not stop: it ends at its next
         # pause, and must have before the index closes under it.
         await asyncio.to_thread(gc.wait_idle)
+    if member_gc is not None:
+        await asyncio.to_thread(member_gc.wait_idle)
     await node.close()

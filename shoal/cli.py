@@ -389,6 +389,9 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                        help=f"data folder of a running `shoal serve` (default: ./{DEFAULT_DATA})")
     where.add_argument("--node", metavar="HOST:PORT", help="gRPC address of a `shoal node`")
+    where.add_argument("--cluster", type=Path, metavar="FILE",
+                       help="collect every member of the cluster this file describes "
+                            "(mark and sweep across members; every member must answer)")
     run = gc.add_argument_group("the run")
     run.add_argument("--dry-run", action="store_true",
                      help="only report what would go; change nothing")
@@ -575,6 +578,14 @@ async def _gc(args: argparse.Namespace) -> None:
 
     from shoal import gcreport
 
+    if args.cluster is not None:
+        config = _cluster_config(args.cluster)
+        cluster_report = await gcreport.run_cluster(config, args.dry_run, args.timeout)
+        if args.json:
+            print(gcreport.cluster_json(cluster_report))
+        else:
+            gcreport.render_cluster(cluster_report, Console())
+        return
     tls = _mtls(args.node_cert, args.node_key, args.node_ca, "--node")
     report = await gcreport.run(args.data, args.node, args.dry_run, args.timeout, tls)
     if args.json:

@@ -237,7 +237,11 @@ class ClusterNode:
     async def link_blob(self, repository: str, digest: str) -> BlobInfo | None:
         validate_repository(repository)
         validate_digest(digest)
-        info = await self.stat_blob(digest)
+        # `referencing` restarts the grace period of a recipe garbage collection stamped:
+        # the link is written on the repository's owners, not the blob's.
+        info = await self._first(placement.BLOB, digest,
+                                 lambda p: p.node.stat_blob(digest, referencing=True),
+                                 self._metadata_reads())
         if info is None:
             return None
         stamp = self.clock.now()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import lmdb
 
+from node.blobs import ChunkRefs
 from node.chunkstore import ChunkStore
 from node.clock import STAMP
 from node.gc import reachability
@@ -48,16 +49,22 @@ class DeletedBlob:
 
 
 class BlobSweeper:
-    def __init__(self, index: Index, chunks: ChunkStore) -> None:
+    def __init__(self, index: Index, chunks: ChunkStore, refs: ChunkRefs | None = None
+                 ) -> None:
         self._index = index
         self._chunks = chunks
+        # A cluster member's recipes hold no local references (node/blobs.py).
+        self._refs: ChunkRefs = chunks if refs is None else refs
         self._blobs = index.db("blobs")
         self._stamps = index.db("unreferenced_blobs")
 
-    def survey(self) -> BlobSurvey:
+    def survey(self, cluster_live: frozenset[str] | None = None) -> BlobSurvey:
+        """`cluster_live`: the live set a cluster's coordinator gathered from every member,
+        which replaces this node's own view of its registry tables."""
         def run(txn: lmdb.Transaction) -> BlobSurvey:
             every = frozenset(bytes(k).decode() for k, _ in txn.cursor(db=self._blobs))
-            live = frozenset(reachability.live_blobs(self._index, txn))
+            live = (frozenset(reachability.live_blobs(self._index, txn))
+                    if cluster_live is None else every & cluster_live)
             stamps = {bytes(k).decode(): STAMP.unpack(bytes(v))[0]
                       for k, v in txn.cursor(db=self._stamps)}
             return BlobSurvey(every, live, stamps)
@@ -113,7 +120,7 @@ class BlobSweeper:
                     if packed is None:
                         continue
                     recipe = Recipe.unpack(packed)
-                    self._chunks.add_refs(txn, recipe, -1)
+                    self._refs.add_refs(txn, recipe, -1)
                     txn.delete(k, db=self._blobs)
                     done.append(DeletedBlob(digest, recipe.size))
                 return done

@@ -127,6 +127,19 @@ class ChunkSweeper:
             self._index.write(run)
             pacer.rest()
 
+    def revive(self, ids: Sequence[bytes], pacer: Pacer) -> None:
+        """Drop the stamps of `ids` whatever their counts: a cluster found them in use by
+        a recipe or an upload on some member."""
+        for start in range(0, len(ids), BATCH):
+            group = ids[start:start + BATCH]
+
+            def run(txn: lmdb.Transaction, group: Sequence[bytes] = group) -> None:
+                for chunk_id in group:
+                    txn.delete(chunk_id, db=self._stamps)
+
+            self._index.write(run)
+            pacer.rest()
+
     def sweep(self, ids: Sequence[bytes], cutoff_ms: int, pacer: Pacer,
               is_live: LiveCheck = no_other_holder) -> SweptChunks:
         """Remove each of `ids` from the index if, inside the removing transaction, it is

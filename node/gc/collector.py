@@ -8,7 +8,9 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from node.gc.blobs import BlobSweeper
 from node.gc.chunks import ChunkSweeper, LiveCheck, no_other_holder
@@ -62,6 +64,65 @@ class GcTotals:
     last_seconds: float = 0.0
 
 
+T = TypeVar("T")
+
+
+async def in_own_thread(work: Callable[[], T]) -> T:
+    """Run `work` in a thread of its own: a run lasts seconds to minutes, and one waiting
+    for another would otherwise sit on a worker of the pool every index call shares."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: T | BaseException, failed: bool) -> None:
+        if done.done():
+            return  # the caller went away; the run still finished
+        if failed:
+            assert isinstance(outcome, BaseException)
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)  # type: ignore[arg-type]
+
+    def run() -> None:
+        outcome: T | BaseException
+        failed = False
+        try:
+            outcome = work()
+        except BaseException as exc:
+            outcome, failed = exc, True
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+            loop.call_soon_threadsafe(settle, outcome, failed)
+
+    threading.Thread(target=run, name="shoal-gc", daemon=True).start()
+    return await done
+
+
+def carry_out_packs(compactor: Compactor, plan: Plan, pacer: Pacer,
+                    report: GcReport) -> None:
+    """Trim and compact the packs `plan` names, and say so in `report`."""
+    done = Compaction()
+    compactor.trim(sorted(plan.tails), done)
+    compactor.compact([p.number for p in plan.packs], pacer, done)
+    report.packs_compacted = len(done.compacted)
+    report.bytes_moved = done.moved_bytes
+    report.disk_bytes_reclaimed = max(0, done.trimmed_bytes + done.freed_bytes
+                                      - done.moved_bytes)
+    if done.skipped:
+        log.info("packs left for the next run (busy or holding unreadable chunks): %s",
+                 ", ".join(map(str, done.skipped)))
+
+
+def report_plan(report: GcReport, plan: Plan) -> None:
+    """What a dry run reports: the plan, as if carried out."""
+    report.blobs_deleted = len(plan.blobs)
+    report.blob_bytes = plan.blob_bytes
+    report.chunks_deleted = len(plan.chunks)
+    report.chunk_bytes = plan.chunk_bytes
+    report.packs_compacted = len(plan.packs)
+    report.bytes_moved = sum(p.live for p in plan.packs)
+    report.disk_bytes_reclaimed = plan.disk_bytes
+    report.blobs = [d for d, _ in plan.blobs[:LISTED_BLOBS]]
+
+
 class GarbageCollector:
     """Collects a LocalNode's garbage, one run at a time, while it serves."""
 
@@ -78,30 +139,7 @@ class GarbageCollector:
         self.totals = GcTotals()
 
     async def collect(self, dry_run: bool = False) -> GcReport:
-        """Run in a thread of its own: a run lasts seconds to minutes, and one waiting for
-        another would otherwise sit on a worker of the pool every index call shares."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[GcReport] = loop.create_future()
-
-        def settle(outcome: GcReport | BaseException) -> None:
-            if done.done():
-                return  # the caller went away; the run still finished
-            if isinstance(outcome, BaseException):
-                done.set_exception(outcome)
-            else:
-                done.set_result(outcome)
-
-        def work() -> None:
-            outcome: GcReport | BaseException
-            try:
-                outcome = self.run(dry_run)
-            except BaseException as exc:
-                outcome = exc
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
-                loop.call_soon_threadsafe(settle, outcome)
-
-        threading.Thread(target=work, name="shoal-gc", daemon=True).start()
-        return await done
+        return await in_own_thread(lambda: self.run(dry_run))
 
     def stop(self) -> None:
         """Make a run in progress end at its next pause, and refuse new ones."""
@@ -152,14 +190,7 @@ class GarbageCollector:
         report = GcReport(dry_run, blobs_waiting=plan.blobs_waiting,
                           chunks_waiting=plan.chunks_waiting)
         if dry_run:
-            report.blobs_deleted = len(plan.blobs)
-            report.blob_bytes = plan.blob_bytes
-            report.chunks_deleted = len(plan.chunks)
-            report.chunk_bytes = plan.chunk_bytes
-            report.packs_compacted = len(plan.packs)
-            report.bytes_moved = sum(p.live for p in plan.packs)
-            report.disk_bytes_reclaimed = plan.disk_bytes
-            report.blobs = [d for d, _ in plan.blobs[:LISTED_BLOBS]]
+            report_plan(report, plan)
             return report
         deleted = self._blobs.delete(plan.blobs, pacer)
         report.blobs_deleted = len(deleted)
@@ -171,16 +202,7 @@ class GarbageCollector:
         swept = self._chunks.sweep(plan.chunks, cutoff, pacer, self._is_live)
         report.chunks_deleted = swept.count
         report.chunk_bytes = swept.stored_bytes
-        done = Compaction()
-        self._compactor.trim(sorted(plan.tails), done)
-        self._compactor.compact([p.number for p in plan.packs], pacer, done)
-        report.packs_compacted = len(done.compacted)
-        report.bytes_moved = done.moved_bytes
-        report.disk_bytes_reclaimed = max(0, done.trimmed_bytes + done.freed_bytes
-                                          - done.moved_bytes)
-        if done.skipped:
-            log.info("packs left for the next run (busy or holding unreadable chunks): %s",
-                     ", ".join(map(str, done.skipped)))
+        carry_out_packs(self._compactor, plan, pacer, report)
         return report
 
     def plan(self, dry_run: bool, pacer: Pacer) -> Plan:

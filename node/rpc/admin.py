@@ -1,5 +1,9 @@
 """The Admin gRPC service (garbage collection on demand) and its client.
 
+A cluster member serves Admin too, but only the calls of a collection across the
+cluster (LiveBlobs, SweepBlobs, SweepChunks: node/gc/cluster.py); CollectGarbage there
+is refused, since no member can tell its garbage alone.
+
 `shoal node` serves it beside the storage services; `shoal serve`, which has no gRPC port,
 serves it on a unix socket inside its data folder (`admin.sock`, mode 0600: whoever may
 write the data folder may collect it), so `shoal gc --data DIR` reaches a running registry
@@ -10,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
+from node.gc.bloom import ChunkFilter
+from node.gc.cluster import MemberCollector
 from node.gc.collector import GarbageCollector, GcReport
 from node.gc.pacing import Stopped
 from node.rpc.options import GRPC_OPTIONS
@@ -28,7 +34,10 @@ SOCKET_NAME = "admin.sock"
 # A collection of a large node takes minutes; an operator's call waits for it, not forever.
 GC_DEADLINE = 3600.0
 
+DIGESTS_PER_MESSAGE = 4096  # about 300 KiB of digests per message
+
 Ctx = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
 
 
 def report_to_pb(report: GcReport) -> admin_pb2.GarbageReport:
@@ -51,25 +60,95 @@ def report_from_pb(reply: admin_pb2.GarbageReport) -> GcReport:
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, gc: GarbageCollector) -> None:
+    """`gc` on a node alone, `member` on a cluster member: never both."""
+
+    def __init__(self, gc: GarbageCollector | None, member: MemberCollector | None = None
+                 ) -> None:
         self.gc = gc
+        self.member = member
 
     async def CollectGarbage(self, request: admin_pb2.CollectGarbageRequest, context: Ctx
                              ) -> admin_pb2.GarbageReport:
+        if self.gc is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this node is a cluster member: collect the whole cluster "
+                                "with `shoal gc --cluster FILE` (docs/gc.md)")
+            raise AssertionError("unreachable")
+        gc = self.gc
+        return report_to_pb(await _guarded(context, gc.collect(request.dry_run)))
+
+    async def _member(self, context: Ctx) -> MemberCollector:
+        if self.member is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this node is not a cluster member: `shoal gc` collects it")
+            raise AssertionError("unreachable")
+        return self.member
+
+    async def LiveBlobs(self, request: admin_pb2.LiveBlobsRequest, context: Ctx
+                        ) -> AsyncIterator[admin_pb2.LiveBlobsReply]:
+        member = await self._member(context)
+        live, chunks = await _guarded(context, member.live_blobs())
+        yield admin_pb2.LiveBlobsReply(digests=live[:DIGESTS_PER_MESSAGE], chunks=chunks)
+        for start in range(DIGESTS_PER_MESSAGE, len(live), DIGESTS_PER_MESSAGE):
+            yield admin_pb2.LiveBlobsReply(digests=live[start:start + DIGESTS_PER_MESSAGE])
+
+    async def SweepBlobs(self, request_iterator: AsyncIterator[admin_pb2.SweepBlobsRequest],
+                         context: Ctx) -> AsyncIterator[admin_pb2.SweepBlobsReply]:
+        member = await self._member(context)
+        first: admin_pb2.SweepBlobsRequest | None = None
+        live: set[str] = set()
+        async for request in request_iterator:
+            first = first or request
+            live.update(request.live)
+        if first is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no settings were sent")
+            raise AssertionError("unreachable")
+        settings = first
         try:
-            report = await self.gc.collect(request.dry_run)
-        except Stopped:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the node is shutting down")
+            ChunkFilter(settings.filter_bits, settings.filter_hashes)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        report, used = await _guarded(context, member.sweep_blobs(
+            frozenset(live), settings.dry_run, settings.filter_bits, settings.filter_hashes))
+        yield admin_pb2.SweepBlobsReply(report=report_to_pb(report))
+        for piece in used.pieces():
+            yield admin_pb2.SweepBlobsReply(filter=piece)
+
+    async def SweepChunks(self, request_iterator: AsyncIterator[admin_pb2.SweepChunksRequest],
+                          context: Ctx) -> admin_pb2.GarbageReport:
+        member = await self._member(context)
+        first: admin_pb2.SweepChunksRequest | None = None
+        pieces: list[bytes] = []
+        async for request in request_iterator:
+            first = first or request
+            pieces.append(request.filter)
+        if first is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no settings were sent")
+            raise AssertionError("unreachable")
+        try:
+            used = ChunkFilter.join(first.filter_bits, first.filter_hashes, pieces)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise AssertionError("unreachable") from None
-        except Exception as exc:
-            log.exception("garbage collection failed")
-            await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-            raise AssertionError("unreachable") from None
-        return report_to_pb(report)
+        return report_to_pb(await _guarded(context, member.sweep_chunks(used, first.dry_run)))
 
 
-def add_admin(server: grpc.aio.Server, gc: GarbageCollector) -> None:
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminService(gc), server)
+async def _guarded(context: Ctx, work: Awaitable[T]) -> T:
+    """The outcome of a collection step, or the call aborted with why it failed."""
+    try:
+        return await work
+    except Stopped:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the node is shutting down")
+        raise AssertionError("unreachable") from None
+    except Exception as exc:
+        log.exception("garbage collection failed")
+        await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        raise AssertionError("unreachable") from None
+
+
+def add_admin(server: grpc.aio.Server, gc: GarbageCollector | None,
+              member: MemberCollector | None = None) -> None:
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminService(gc, member), server)
 
 
 def socket_target(data_dir: Path) -> str:

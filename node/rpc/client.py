@@ -143,9 +143,10 @@ class RemoteNode:
 
     # -- blobs ------------------------------------------------------------------------------
 
-    async def stat_blob(self, digest: str) -> BlobInfo | None:
+    async def stat_blob(self, digest: str, referencing: bool = False) -> BlobInfo | None:
         try:
-            reply = await self._call(self._blobs.Stat, blobs_pb2.StatBlobRequest(digest=digest))
+            reply = await self._call(self._blobs.Stat, blobs_pb2.StatBlobRequest(
+                digest=digest, referencing=referencing))
         except NotFound:
             return None
         return convert.blob_from_pb(reply)

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from node.api import StoredChunk
 from node.errors import FailedPrecondition, NodeError, NotFound
+from node.gc.cluster import MemberCollector
 from node.gc.collector import GarbageCollector
 from node.local import LocalNode
 from node.request_id import METADATA_KEY, REQUEST_ID, accept
@@ -173,7 +174,7 @@ class BlobsService(blobs_pb2_grpc.BlobsServicer):
 
     @unary
     async def Stat(self, request: blobs_pb2.StatBlobRequest, context: Ctx) -> blobs_pb2.BlobInfo:
-        info = await self.node.stat_blob(request.digest)
+        info = await self.node.stat_blob(request.digest, request.referencing)
         if info is None:
             raise NotFound(f"blob {request.digest} is not stored")
         return convert.blob_to_pb(info)
@@ -350,18 +351,19 @@ def add_registry(server: grpc.aio.Server, node: LocalNode) -> None:
 
 async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None,
                        gc: GarbageCollector | None = None,
-                       extra: Sequence[Callable[[grpc.aio.Server], None]] = ()
+                       extra: Sequence[Callable[[grpc.aio.Server], None]] = (),
+                       member_gc: MemberCollector | None = None
                        ) -> tuple[grpc.aio.Server, int]:
     """Serve `node` on `listen` (host:port; port 0 picks one), with mutual TLS when `tls`
-    is given, the Admin service when `gc` is, and whatever `extra` adds; returns the server
-    and the port."""
+    is given, the Admin service when `gc` or `member_gc` (a cluster member's) is, and
+    whatever `extra` adds; returns the server and the port."""
     server = grpc.aio.server(options=GRPC_OPTIONS)
     chunks_pb2_grpc.add_ChunkStoreServicer_to_server(ChunkStoreService(node), server)
     blobs_pb2_grpc.add_BlobsServicer_to_server(BlobsService(node), server)
     registry_pb2_grpc.add_RegistryServicer_to_server(RegistryService(node), server)
     services = ["", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry"]
-    if gc is not None:
-        add_admin(server, gc)
+    if gc is not None or member_gc is not None:
+        add_admin(server, gc, member_gc)
         services.append("shoal.v1.Admin")
     for add in extra:
         add(server)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/admin.proto\x12\x08shoal.v1\"(\n\x15\x43ollectGarbageRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\"\x93\x02\n\rGarbageReport\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\x12\x15\n\rblobs_deleted\x18\x02 \x01(\x04\x12\x12\n\nblob_bytes\x18\x03 \x01(\x04\x12\x16\n\x0e\x63hunks_deleted\x18\x04 \x01(\x04\x12\x13\n\x0b\x63hunk_bytes\x18\x05 \x01(\x04\x12\x17\n\x0fpacks_compacted\x18\x06 \x01(\x04\x12\x13\n\x0b\x62ytes_moved\x18\x07 \x01(\x04\x12\x1c\n\x14\x64isk_bytes_reclaimed\x18\x08 \x01(\x04\x12\x15\n\rblobs_waiting\x18\t \x01(\x04\x12\x16\n\x0e\x63hunks_waiting\x18\n \x01(\x04\x12\x0f\n\x07seconds\x18\x0b \x01(\x01\x12\r\n\x05\x62lobs\x18\x0c \x03(\t2S\n\x05\x41\x64min\x12J\n\x0e\x43ollectGarbage\x12\x1f.shoal.v1.CollectGarbageRequest\x1a\x17.shoal.v1.GarbageReportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/admin.proto\x12\x08shoal.v1\"(\n\x15\x43ollectGarbageRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\"\x93\x02\n\rGarbageReport\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\x12\x15\n\rblobs_deleted\x18\x02 \x01(\x04\x12\x12\n\nblob_bytes\x18\x03 \x01(\x04\x12\x16\n\x0e\x63hunks_deleted\x18\x04 \x01(\x04\x12\x13\n\x0b\x63hunk_bytes\x18\x05 \x01(\x04\x12\x17\n\x0fpacks_compacted\x18\x06 \x01(\x04\x12\x13\n\x0b\x62ytes_moved\x18\x07 \x01(\x04\x12\x1c\n\x14\x64isk_bytes_reclaimed\x18\x08 \x01(\x04\x12\x15\n\rblobs_waiting\x18\t \x01(\x04\x12\x16\n\x0e\x63hunks_waiting\x18\n \x01(\x04\x12\x0f\n\x07seconds\x18\x0b \x01(\x01\x12\r\n\x05\x62lobs\x18\x0c \x03(\t\"\x12\n\x10LiveBlobsRequest\"1\n\x0eLiveBlobsReply\x12\x0f\n\x07\x64igests\x18\x01 \x03(\t\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x04\"^\n\x11SweepBlobsRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\x12\x13\n\x0b\x66ilter_bits\x18\x02 \x01(\x04\x12\x15\n\rfilter_hashes\x18\x03 \x01(\r\x12\x0c\n\x04live\x18\x04 \x03(\t\"J\n\x0fSweepBlobsReply\x12\'\n\x06report\x18\x01 \x01(\x0b\x32\x17.shoal.v1.GarbageReport\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\x0c\"a\n\x12SweepChunksRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\x12\x13\n\x0b\x66ilter_bits\x18\x02 \x01(\x04\x12\x15\n\rfilter_hashes\x18\x03 \x01(\r\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\x0c\x32\xaa\x02\n\x05\x41\x64min\x12J\n\x0e\x43ollectGarbage\x12\x1f.shoal.v1.CollectGarbageRequest\x1a\x17.shoal.v1.GarbageReport\x12\x43\n\tLiveBlobs\x12\x1a.shoal.v1.LiveBlobsRequest\x1a\x18.shoal.v1.LiveBlobsReply0\x01\x12H\n\nSweepBlobs\x12\x1b.shoal.v1.SweepBlobsRequest\x1a\x19.shoal.v1.SweepBlobsReply(\x01\x30\x01\x12\x46\n\x0bSweepChunks\x12\x1c.shoal.v1.SweepChunksRequest\x1a\x17.shoal.v1.GarbageReport(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COLLECTGARBAGEREQUEST']._serialized_end=74
   _globals['_GARBAGEREPORT']._serialized_start=77
   _globals['_GARBAGEREPORT']._serialized_end=352
-  _globals['_ADMIN']._serialized_start=354
-  _globals['_ADMIN']._serialized_end=437
+  _globals['_LIVEBLOBSREQUEST']._serialized_start=354
+  _globals['_LIVEBLOBSREQUEST']._serialized_end=372
+  _globals['_LIVEBLOBSREPLY']._serialized_start=374
+  _globals['_LIVEBLOBSREPLY']._serialized_end=423
+  _globals['_SWEEPBLOBSREQUEST']._serialized_start=425
+  _globals['_SWEEPBLOBSREQUEST']._serialized_end=519
+  _globals['_SWEEPBLOBSREPLY']._serialized_start=521
+  _globals['_SWEEPBLOBSREPLY']._serialized_end=595
+  _globals['_SWEEPCHUNKSREQUEST']._serialized_start=597
+  _globals['_SWEEPCHUNKSREQUEST']._serialized_end=694
+  _globals['_ADMIN']._serialized_start=697
+  _globals['_ADMIN']._serialized_end=995
 # @@protoc_insertion_point(module_scope)

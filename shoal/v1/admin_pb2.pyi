@@ -100,3 +100,139 @@ class GarbageReport(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GarbageReport: _TypeAlias = GarbageReport  # noqa: Y015
+
+@_typing.final
+class LiveBlobsRequest(_message.Message):
+    """Garbage collection across a cluster (docs/gc.md): a coordinator (`shoal gc --cluster`)
+    marks with LiveBlobs, then has every member sweep its recipes (SweepBlobs, which
+    answers with a filter of the chunks its remaining recipes and uploads use), then its
+    chunks against the union of those filters (SweepChunks).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiveBlobsRequest: _TypeAlias = LiveBlobsRequest  # noqa: Y015
+
+@_typing.final
+class LiveBlobsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGESTS_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    chunks: _builtins.int
+    """chunks stored here (first message): sizes the filter"""
+    @_builtins.property
+    def digests(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """blobs this member's registry tables keep alive"""
+
+    def __init__(
+        self,
+        *,
+        digests: _abc.Iterable[_builtins.str] | None = ...,
+        chunks: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "digests", b"digests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiveBlobsReply: _TypeAlias = LiveBlobsReply  # noqa: Y015
+
+@_typing.final
+class SweepBlobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    FILTER_BITS_FIELD_NUMBER: _builtins.int
+    FILTER_HASHES_FIELD_NUMBER: _builtins.int
+    LIVE_FIELD_NUMBER: _builtins.int
+    dry_run: _builtins.bool
+    """Settings come in the first message; live digests in any."""
+    filter_bits: _builtins.int
+    """size of the chunk filter to answer with"""
+    filter_hashes: _builtins.int
+    @_builtins.property
+    def live(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the union of every member's LiveBlobs"""
+
+    def __init__(
+        self,
+        *,
+        dry_run: _builtins.bool = ...,
+        filter_bits: _builtins.int = ...,
+        filter_hashes: _builtins.int = ...,
+        live: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "filter_bits", b"filter_bits", "filter_hashes", b"filter_hashes", "live", b"live"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SweepBlobsRequest: _TypeAlias = SweepBlobsRequest  # noqa: Y015
+
+@_typing.final
+class SweepBlobsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    filter: _builtins.bytes
+    """then the chunk filter, in pieces, in order"""
+    @_builtins.property
+    def report(self) -> Global___GarbageReport:
+        """first message: the blobs deleted (or that would be)"""
+
+    def __init__(
+        self,
+        *,
+        report: Global___GarbageReport | None = ...,
+        filter: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "report", b"report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SweepBlobsReply: _TypeAlias = SweepBlobsReply  # noqa: Y015
+
+@_typing.final
+class SweepChunksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    FILTER_BITS_FIELD_NUMBER: _builtins.int
+    FILTER_HASHES_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    dry_run: _builtins.bool
+    """settings in the first message"""
+    filter_bits: _builtins.int
+    filter_hashes: _builtins.int
+    filter: _builtins.bytes
+    """pieces of the union of every member's filter, in order"""
+    def __init__(
+        self,
+        *,
+        dry_run: _builtins.bool = ...,
+        filter_bits: _builtins.int = ...,
+        filter_hashes: _builtins.int = ...,
+        filter: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "filter", b"filter", "filter_bits", b"filter_bits", "filter_hashes", b"filter_hashes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SweepChunksRequest: _TypeAlias = SweepChunksRequest  # noqa: Y015

@@ -39,14 +39,48 @@ class AdminStub:
                 request_serializer=shoal_dot_v1_dot_admin__pb2.CollectGarbageRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_admin__pb2.GarbageReport.FromString,
                 _registered_method=True)
+        self.LiveBlobs = channel.unary_stream(
+                '/shoal.v1.Admin/LiveBlobs',
+                request_serializer=shoal_dot_v1_dot_admin__pb2.LiveBlobsRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_admin__pb2.LiveBlobsReply.FromString,
+                _registered_method=True)
+        self.SweepBlobs = channel.stream_stream(
+                '/shoal.v1.Admin/SweepBlobs',
+                request_serializer=shoal_dot_v1_dot_admin__pb2.SweepBlobsRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_admin__pb2.SweepBlobsReply.FromString,
+                _registered_method=True)
+        self.SweepChunks = channel.stream_unary(
+                '/shoal.v1.Admin/SweepChunks',
+                request_serializer=shoal_dot_v1_dot_admin__pb2.SweepChunksRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_admin__pb2.GarbageReport.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CollectGarbage(self, request, context):
-        """Runs one garbage collection now (after the one in progress, if any).
+        """Runs one garbage collection now (after the one in progress, if any). A cluster
+        member refuses (FAILED_PRECONDITION): its garbage is found by the calls below.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LiveBlobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SweepBlobs(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SweepChunks(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -57,6 +91,21 @@ def add_AdminServicer_to_server(servicer, server):
             'CollectGarbage': grpc.unary_unary_rpc_method_handler(
                     servicer.CollectGarbage,
                     request_deserializer=shoal_dot_v1_dot_admin__pb2.CollectGarbageRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_admin__pb2.GarbageReport.SerializeToString,
+            ),
+            'LiveBlobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.LiveBlobs,
+                    request_deserializer=shoal_dot_v1_dot_admin__pb2.LiveBlobsRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_admin__pb2.LiveBlobsReply.SerializeToString,
+            ),
+            'SweepBlobs': grpc.stream_stream_rpc_method_handler(
+                    servicer.SweepBlobs,
+                    request_deserializer=shoal_dot_v1_dot_admin__pb2.SweepBlobsRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_admin__pb2.SweepBlobsReply.SerializeToString,
+            ),
+            'SweepChunks': grpc.stream_unary_rpc_method_handler(
+                    servicer.SweepChunks,
+                    request_deserializer=shoal_dot_v1_dot_admin__pb2.SweepChunksRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_admin__pb2.GarbageReport.SerializeToString,
             ),
     }
@@ -86,6 +135,87 @@ class Admin:
             target,
             '/shoal.v1.Admin/CollectGarbage',
             shoal_dot_v1_dot_admin__pb2.CollectGarbageRequest.SerializeToString,
+            shoal_dot_v1_dot_admin__pb2.GarbageReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LiveBlobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.Admin/LiveBlobs',
+            shoal_dot_v1_dot_admin__pb2.LiveBlobsRequest.SerializeToString,
+            shoal_dot_v1_dot_admin__pb2.LiveBlobsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SweepBlobs(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/shoal.v1.Admin/SweepBlobs',
+            shoal_dot_v1_dot_admin__pb2.SweepBlobsRequest.SerializeToString,
+            shoal_dot_v1_dot_admin__pb2.SweepBlobsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SweepChunks(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/shoal.v1.Admin/SweepChunks',
+            shoal_dot_v1_dot_admin__pb2.SweepChunksRequest.SerializeToString,
             shoal_dot_v1_dot_admin__pb2.GarbageReport.FromString,
             options,
             channel_credentials,

@@ -32,13 +32,23 @@ class AdminStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AdminAsyncStub: ...
     CollectGarbage: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CollectGarbageRequest, _admin_pb2.GarbageReport]
-    """Runs one garbage collection now (after the one in progress, if any)."""
+    """Runs one garbage collection now (after the one in progress, if any). A cluster
+    member refuses (FAILED_PRECONDITION): its garbage is found by the calls below.
+    """
+    LiveBlobs: _grpc.UnaryStreamMultiCallable[_admin_pb2.LiveBlobsRequest, _admin_pb2.LiveBlobsReply]
+    SweepBlobs: _grpc.StreamStreamMultiCallable[_admin_pb2.SweepBlobsRequest, _admin_pb2.SweepBlobsReply]
+    SweepChunks: _grpc.StreamUnaryMultiCallable[_admin_pb2.SweepChunksRequest, _admin_pb2.GarbageReport]
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CollectGarbage: _aio.UnaryUnaryMultiCallable[_admin_pb2.CollectGarbageRequest, _admin_pb2.GarbageReport]  # type: ignore[assignment]
-    """Runs one garbage collection now (after the one in progress, if any)."""
+    """Runs one garbage collection now (after the one in progress, if any). A cluster
+    member refuses (FAILED_PRECONDITION): its garbage is found by the calls below.
+    """
+    LiveBlobs: _aio.UnaryStreamMultiCallable[_admin_pb2.LiveBlobsRequest, _admin_pb2.LiveBlobsReply]  # type: ignore[assignment]
+    SweepBlobs: _aio.StreamStreamMultiCallable[_admin_pb2.SweepBlobsRequest, _admin_pb2.SweepBlobsReply]  # type: ignore[assignment]
+    SweepChunks: _aio.StreamUnaryMultiCallable[_admin_pb2.SweepChunksRequest, _admin_pb2.GarbageReport]  # type: ignore[assignment]
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -47,6 +57,29 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.CollectGarbageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.GarbageReport, _abc.Awaitable[_admin_pb2.GarbageReport]]:
-        """Runs one garbage collection now (after the one in progress, if any)."""
+        """Runs one garbage collection now (after the one in progress, if any). A cluster
+        member refuses (FAILED_PRECONDITION): its garbage is found by the calls below.
+        """
+
+    @_abc_1.abstractmethod
+    def LiveBlobs(
+        self,
+        request: _admin_pb2.LiveBlobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.LiveBlobsReply], _abc.AsyncIterator[_admin_pb2.LiveBlobsReply]]: ...
+
+    @_abc_1.abstractmethod
+    def SweepBlobs(
+        self,
+        request_iterator: _MaybeAsyncIterator[_admin_pb2.SweepBlobsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.SweepBlobsReply], _abc.AsyncIterator[_admin_pb2.SweepBlobsReply]]: ...
+
+    @_abc_1.abstractmethod
+    def SweepChunks(
+        self,
+        request_iterator: _MaybeAsyncIterator[_admin_pb2.SweepChunksRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GarbageReport, _abc.Awaitable[_admin_pb2.GarbageReport]]: ...
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/blobs.proto\x12\x08shoal.v1\"=\n\x08\x42lobInfo\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x13\n\x0b\x63hunk_count\x18\x03 \x01(\r\"\x19\n\x06Recipe\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x0c\"!\n\x0fStatBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"E\n\x11\x43ommitBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12 \n\x06recipe\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Recipe\"Q\n\x0fReadBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x13\n\x06length\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\t\n\x07_length\" \n\x10ReadBlobResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"#\n\x11\x44\x65leteBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"%\n\x12\x44\x65leteBlobResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\"\n\x10GetRecipeRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t2\xba\x02\n\x05\x42lobs\x12\x35\n\x04Stat\x12\x19.shoal.v1.StatBlobRequest\x1a\x12.shoal.v1.BlobInfo\x12\x39\n\x06\x43ommit\x12\x1b.shoal.v1.CommitBlobRequest\x1a\x12.shoal.v1.BlobInfo\x12?\n\x04Read\x12\x19.shoal.v1.ReadBlobRequest\x1a\x1a.shoal.v1.ReadBlobResponse0\x01\x12\x43\n\x06\x44\x65lete\x12\x1b.shoal.v1.DeleteBlobRequest\x1a\x1c.shoal.v1.DeleteBlobResponse\x12\x39\n\tGetRecipe\x12\x1a.shoal.v1.GetRecipeRequest\x1a\x10.shoal.v1.Recipeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/blobs.proto\x12\x08shoal.v1\"=\n\x08\x42lobInfo\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x13\n\x0b\x63hunk_count\x18\x03 \x01(\r\"\x19\n\x06Recipe\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x0c\"6\n\x0fStatBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x13\n\x0breferencing\x18\x02 \x01(\x08\"E\n\x11\x43ommitBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12 \n\x06recipe\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Recipe\"Q\n\x0fReadBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x13\n\x06length\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\t\n\x07_length\" \n\x10ReadBlobResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"#\n\x11\x44\x65leteBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"%\n\x12\x44\x65leteBlobResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\"\n\x10GetRecipeRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t2\xba\x02\n\x05\x42lobs\x12\x35\n\x04Stat\x12\x19.shoal.v1.StatBlobRequest\x1a\x12.shoal.v1.BlobInfo\x12\x39\n\x06\x43ommit\x12\x1b.shoal.v1.CommitBlobRequest\x1a\x12.shoal.v1.BlobInfo\x12?\n\x04Read\x12\x19.shoal.v1.ReadBlobRequest\x1a\x1a.shoal.v1.ReadBlobResponse0\x01\x12\x43\n\x06\x44\x65lete\x12\x1b.shoal.v1.DeleteBlobRequest\x1a\x1c.shoal.v1.DeleteBlobResponse\x12\x39\n\tGetRecipe\x12\x1a.shoal.v1.GetRecipeRequest\x1a\x10.shoal.v1.Recipeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,19 +36,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECIPE']._serialized_start=97
   _globals['_RECIPE']._serialized_end=122
   _globals['_STATBLOBREQUEST']._serialized_start=124
-  _globals['_STATBLOBREQUEST']._serialized_end=157
-  _globals['_COMMITBLOBREQUEST']._serialized_start=159
-  _globals['_COMMITBLOBREQUEST']._serialized_end=228
-  _globals['_READBLOBREQUEST']._serialized_start=230
-  _globals['_READBLOBREQUEST']._serialized_end=311
-  _globals['_READBLOBRESPONSE']._serialized_start=313
-  _globals['_READBLOBRESPONSE']._serialized_end=345
-  _globals['_DELETEBLOBREQUEST']._serialized_start=347
-  _globals['_DELETEBLOBREQUEST']._serialized_end=382
-  _globals['_DELETEBLOBRESPONSE']._serialized_start=384
-  _globals['_DELETEBLOBRESPONSE']._serialized_end=421
-  _globals['_GETRECIPEREQUEST']._serialized_start=423
-  _globals['_GETRECIPEREQUEST']._serialized_end=457
-  _globals['_BLOBS']._serialized_start=460
-  _globals['_BLOBS']._serialized_end=774
+  _globals['_STATBLOBREQUEST']._serialized_end=178
+  _globals['_COMMITBLOBREQUEST']._serialized_start=180
+  _globals['_COMMITBLOBREQUEST']._serialized_end=249
+  _globals['_READBLOBREQUEST']._serialized_start=251
+  _globals['_READBLOBREQUEST']._serialized_end=332
+  _globals['_READBLOBRESPONSE']._serialized_start=334
+  _globals['_READBLOBRESPONSE']._serialized_end=366
+  _globals['_DELETEBLOBREQUEST']._serialized_start=368
+  _globals['_DELETEBLOBREQUEST']._serialized_end=403
+  _globals['_DELETEBLOBRESPONSE']._serialized_start=405
+  _globals['_DELETEBLOBRESPONSE']._serialized_end=442
+  _globals['_GETRECIPEREQUEST']._serialized_start=444
+  _globals['_GETRECIPEREQUEST']._serialized_end=478
+  _globals['_BLOBS']._serialized_start=481
+  _globals['_BLOBS']._serialized_end=795
 # @@protoc_insertion_point(module_scope)

@@ -71,15 +71,22 @@ class StatBlobRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DIGEST_FIELD_NUMBER: _builtins.int
+    REFERENCING_FIELD_NUMBER: _builtins.int
     digest: _builtins.str
+    referencing: _builtins.bool
+    """The caller is about to reference the blob from another node (a cluster's link): a
+    stamp garbage collection left on it is cleared, so a run that marked before the
+    reference cannot delete the recipe under it (docs/gc.md).
+    """
     def __init__(
         self,
         *,
         digest: _builtins.str = ...,
+        referencing: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "referencing", b"referencing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,7 +6,7 @@ import contextlib
 import importlib.util
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -33,8 +33,9 @@ class ClusterProcesses:
     def __init__(self, workdir: Path, n: int = 3, replicas: int = 2,
                  write_quorum: int | None = None, repair_interval: float = 0.5,
                  scrub_interval: float = 3600.0, extra_members: int = 0,
-                 tls: TlsFiles | None = None) -> None:
+                 tls: TlsFiles | None = None, node_args: Sequence[str] = ()) -> None:
         self.workdir = workdir
+        self.node_args = list(node_args)
         members = [Member(f"node{i}", f"127.0.0.1:{free_port()}")
                    for i in range(1, n + extra_members + 1)]
         self.all_members = members
@@ -55,7 +56,7 @@ class ClusterProcesses:
                            args=[
             "--cluster", str(self.file), "--id", member.id,
             "--repair-interval", str(self.repair_interval),
-            "--scrub-interval", str(self.scrub_interval)])
+            "--scrub-interval", str(self.scrub_interval), *self.node_args])
         self.nodes[member.id] = node
         return node
 
