@@ -316,6 +316,23 @@ class ChunkStore:
             out.append(chunk)
         return out
 
+    def drop(self, ids: Sequence[bytes]) -> int:
+        """Forget copies that now live elsewhere (a cluster stand-in handing its copies
+        back to their owners); their bytes become dead space that compaction reclaims.
+        Chunks a local recipe refers to are kept. How many were dropped."""
+        def run(txn: lmdb.Transaction) -> int:
+            dropped = 0
+            for cid in ids:
+                raw = fetch(txn, cid, self._chunks)
+                if raw is None or ChunkEntry.unpack(raw).refs > 0:
+                    continue
+                txn.delete(cid, db=self._chunks)
+                txn.delete(cid, db=self.unreferenced_db)
+                dropped += 1
+            return dropped
+
+        return self.index.write(run)
+
     def get_available(self, ids: Sequence[bytes]) -> list[StoredChunk]:
         """The chunks of `ids` this node can serve, verified, in order; the ones it lacks
         or finds corrupt (reported as such) are left out. For a cluster reader, who asks

@@ -48,6 +48,7 @@ class RepairStats:
     last_scrub_ms: int = 0
     view: tuple[str, ...] = ()     # members up when the last complete pass began
     pass_began_ms: int = 0         # when it began
+    handed_back_chunks: int = 0    # stand-in copies dropped once their owners had them
 
 
 class RateLimit:
@@ -198,8 +199,12 @@ class Repairer:
 
         answers = dict(await asyncio.gather(*(ask(pid) for pid in asks)))
         sends: dict[str, list[bytes]] = {}
+        handed_back: list[bytes] = []
         short = 0
         for cid in ids:
+            if self._handed_back(cid, owners[cid], answers):
+                handed_back.append(cid)
+                continue
             holders = [p.id for p in owners[cid] if p.id == self.self_id
                        or (answers.get(p.id) or {}).get(cid)]
             missing = []
@@ -214,7 +219,20 @@ class Repairer:
                 for pid in missing:
                     sends.setdefault(pid, []).append(cid)
         await asyncio.gather(*(self._send(peers[pid], wanted) for pid, wanted in sends.items()))
+        if handed_back:
+            dropped = await asyncio.to_thread(self.node.chunks.drop, handed_back)
+            self.stats.handed_back_chunks += dropped
+            log.info("repair: %d chunks held for owners that were down are theirs again",
+                     dropped)
         return short
+
+    def _handed_back(self, cid: bytes, owners: list[Peer],
+                     answers: dict[str, dict[bytes, bool] | None]) -> bool:
+        """Whether this member holds `cid` only as a stand-in and may let it go: it is not
+        an owner, and every owner is up and has said it holds the chunk."""
+        if len(owners) < self.replicas or any(p.id == self.self_id for p in owners):
+            return False
+        return all(p.up and (answers.get(p.id) or {}).get(cid) for p in owners)
 
     async def _send(self, peer: Peer, ids: list[bytes]) -> None:
         for start in range(0, len(ids), SEND_IDS):

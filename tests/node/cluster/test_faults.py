@@ -138,6 +138,20 @@ async def test_a_new_member_receives_what_it_now_owns(scratch: Path) -> None:
             finally:
                 await node4.close()
             assert await collect(api.read_blob(sha256(data))) == data
+            # Members that owned chunks before node4 came and no longer do let them go:
+            # only what changed owners moved, and nothing is kept twice.
+            members = list(cluster.config.members)
+            unique = list(dict.fromkeys(recipe.ids))
+            for member in members:
+                node = RemoteNode(member.address)
+                try:
+                    held = await node.has_chunks(unique)
+                finally:
+                    await node.close()
+                for cid, has in zip(unique, held, strict=True):
+                    owns = member in placement.owners(members, placement.CHUNK, cid,
+                                                      cluster.config.replicas)
+                    assert has == owns, f"{member.id} {'lacks' if owns else 'keeps'} a chunk"
         finally:
             await api.close()
 
