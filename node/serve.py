@@ -17,6 +17,7 @@ import grpc
 from prometheus_client import CollectorRegistry, start_http_server
 
 from node.cluster.config import ClusterConfig
+from node.cluster.gc import collect_cluster_forever
 from node.cluster.membership import Membership
 from node.cluster.repair import Repairer
 from node.cluster.service import ClusterService, add_to
@@ -62,8 +63,8 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
     A cluster member never collects on its own: its recipes refer to chunks on other
     members and its chunks are referred to by recipes elsewhere, so a local sweep would
     delete live data. It serves its part of a collection across the cluster instead
-    (node/gc/cluster.py), run on demand by `shoal gc --cluster` (docs/gc.md); members have
-    no schedule yet."""
+    (node/gc/cluster.py), run on demand by `shoal gc --cluster` (docs/gc.md), and every
+    `gc_interval` by whichever member ranks first (node/cluster/gc.py)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -92,6 +93,9 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
         tasks.append(asyncio.create_task(repairer.run_forever(member.repair_interval)))
         tasks.append(asyncio.create_task(
             repairer.scrub_forever(member.scrub_interval, member.scrub_rate)))
+        if gc_interval > 0:
+            tasks.append(asyncio.create_task(
+                collect_cluster_forever(members, member.member_id, gc_interval)))
     if metrics_listen is not None:
         registry = CollectorRegistry()
         registry.register(NodeCollector(

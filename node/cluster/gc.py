@@ -15,6 +15,7 @@ anywhere. Both stop the run with the members that failed and why.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
+from node.cluster import placement
 from node.cluster.config import ClusterConfig, Member
+from node.cluster.membership import Membership
 from node.gc.bloom import HASHES, ChunkFilter, size_for
 from node.gc.collector import GcReport
 from node.rpc.admin import GC_DEADLINE, report_from_pb
@@ -34,7 +37,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 DIGESTS_PER_MESSAGE = 4096
+COORDINATOR_KEY = "shoal/garbage-collection"   # ranked like a repository name
 
 
 class ClusterGcRefused(Exception):
@@ -203,3 +209,28 @@ async def _sweep_chunks(stub: AdminAsyncStub, used: ChunkFilter, dry_run: bool,
             yield admin_pb2.SweepChunksRequest(filter=piece)
 
     return report_from_pb(await stub.SweepChunks(requests(), timeout=deadline))
+
+
+async def collect_cluster_forever(members: Membership, self_id: str, interval: float) -> None:
+    """Run a collection across the cluster every `interval` seconds from one member: the
+    first live member in the rendezvous order of a fixed key, so every member agrees which
+    one coordinates without electing anyone, and another takes over when it is down. Two
+    members that briefly disagree both run: a run is safe to repeat, only wasted."""
+    while True:
+        await asyncio.sleep(interval)
+        order = members.write_order(placement.REPOSITORY, COORDINATOR_KEY)
+        if not order or order[0].id != self_id:
+            continue
+        try:
+            report = await collect_cluster(members.config, dry_run=False)
+        except ClusterGcRefused as exc:
+            log.warning("scheduled cluster garbage collection refused: %s", exc)
+            continue
+        except Exception:
+            log.exception("scheduled cluster garbage collection failed")
+            continue
+        log.info("coordinated a garbage collection across the cluster: %d blobs, %d chunks, "
+                 "%d disk bytes reclaimed",
+                 sum(r.blobs_deleted for r in report.members.values()),
+                 sum(r.chunks_deleted for r in report.members.values()),
+                 sum(r.disk_bytes_reclaimed for r in report.members.values()))
