@@ -225,17 +225,23 @@ def _parser() -> argparse.ArgumentParser:
         description="Run an edge for one host: a registry on --listen for the host's docker, "
                     "whose blobs come from a local chunk cache, from other edges (served on "
                     "--peer-listen) and from the origin only for what no peer has. Metadata "
-                    "and pushes go to the origin.")
+                    "and pushes go to the origin (--origin), or with --cluster to the "
+                    "cluster's members by placement.")
     edge.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                       help=f"folder of the chunk cache, wiped at start (default: ./{DEFAULT_DATA})")
     edge.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN, metavar="HOST:PORT",
                       help=f"HTTP address of the local registry (default: {DEFAULT_LISTEN})")
     edge.add_argument("--peer-listen", required=True, metavar="IP:PORT",
                       help="gRPC address where other edges fetch chunks from this one")
-    edge.add_argument("--advertise", metavar="IP:PORT",
+    edge.add_argument("--advertise", metavar="HOST:PORT",
                       help="the address peers are told to use (default: --peer-listen)")
-    edge.add_argument("--origin", action="append", required=True, metavar="IP:PORT",
-                      help="gRPC address of an origin node (repeat for several)")
+    upstream = edge.add_mutually_exclusive_group(required=True)
+    upstream.add_argument("--origin", action="append", metavar="IP:PORT",
+                          help="gRPC address of an origin node (repeat for several)")
+    upstream.add_argument("--cluster", type=Path, metavar="FILE",
+                          help="front the cluster this file describes: its members own "
+                               "blobs by placement, and its [tls] covers the edge's calls "
+                               "and Peer service")
     edge.add_argument("--no-p2p", action="store_true",
                       help="fetch every chunk from the origin and serve no peer "
                            "(the baseline to compare with)")
@@ -402,9 +408,10 @@ async def _edge(args: argparse.Namespace) -> None:
     host = args.peer_listen.rpartition(":")[0].strip("[]")
     if args.advertise is None and host in ("", "0.0.0.0", "::"):
         raise SystemExit("shoal: --peer-listen on every interface needs --advertise IP:PORT")
-    await serve_edge(args.data, args.listen, args.peer_listen, args.origin,
+    cluster = _cluster_config(args.cluster) if args.cluster is not None else None
+    await serve_edge(args.data, args.listen, args.peer_listen, args.origin or [],
                      _until_signalled(), advertise=args.advertise, p2p=not args.no_p2p,
-                     cache_bytes=args.cache_size)
+                     cache_bytes=args.cache_size, cluster=cluster)
 
 
 def _https(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
