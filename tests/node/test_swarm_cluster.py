@@ -15,6 +15,7 @@ import pytest
 from cluster.clustertest import ClusterProcesses, running_cluster, top_level_support
 from swarmtest import Edge, metric, stopping
 
+from node.cluster import placement
 from node.rpc.tls import TlsFiles
 
 MiB = 1 << 20
@@ -87,3 +88,18 @@ def test_edges_speak_the_clusters_mutual_tls(root: Path) -> None:
             digest = hosts[0].push("secure/app", data)
             assert pull_all(hosts, "secure/app", digest) == [digest] * 2
             assert hosts[0].received("owner") + hosts[1].received("owner") > 0
+
+
+def test_a_blobs_first_owner_down_the_next_one_serves_edges(root: Path) -> None:
+    with running_cluster(root, n=3, replicas=2) as cluster:
+        pusher = Edge(root, "pusher", cluster.file)
+        with stopping(pusher):
+            data = os.urandom(8 * MiB)
+            digest = pusher.push("lib/app", data)
+        first = placement.rank(list(cluster.config.members), placement.BLOB, digest)[0]
+        cluster.nodes[first.id].stop()
+        # Edges that start now know the member is down: the blob's next owner keeps its
+        # holders and relays the chunks it lacks from the live members holding them.
+        hosts = [Edge(root, f"edge{i}", cluster.file) for i in range(2)]
+        with stopping(*hosts):
+            assert pull_all(hosts, "lib/app", digest) == [digest] * 2
