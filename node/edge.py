@@ -1,10 +1,11 @@
 """The edge role: a host's local registry that pulls blobs through the swarm.
 
-An edge is the origin's client API (RemoteNode) in which blob reads come from the swarm:
-metadata (manifests, tags, blob stat, recipes) and every push go to the origin, while a
-blob's bytes come from the local chunk cache, from peers, and from the origin only for
-what no peer has. `serve_edge` runs one: a gateway on localhost for the host's docker, and
-a gRPC Peer service that serves the cache to other edges.
+An edge is the origin's client API (RemoteNode, or ClusterNode in front of a cluster) in
+which blob reads come from the swarm: metadata (manifests, tags, blob stat, recipes) and
+every push go to the origin, while a blob's bytes come from the local chunk cache, from
+peers, and from the origin only for what no peer has. `serve_edge` runs one: a gateway on
+localhost for the host's docker, and a gRPC Peer service that serves the cache to other
+edges.
 """
 
 from __future__ import annotations
@@ -17,10 +18,16 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from node.api import NodeAPI
+from node.cluster.client import ClusterNode
+from node.cluster.config import ClusterConfig
+from node.cluster.membership import Membership
 from node.errors import InvalidArgument
+from node.recipe import Recipe
 from node.rpc.client import RemoteNode
 from node.rpc.options import GRPC_OPTIONS
-from node.swarm.directory import OwnerDirectory, StaticOwners
+from node.rpc.tls import TlsFiles
+from node.swarm.directory import ClusterOwners, OwnerDirectory, StaticOwners
 from node.swarm.edge_swarm import EdgeSwarm
 from node.swarm.service import DEFAULT_SERVE_LIMIT, PeerService
 from shoal.v1 import swarm_pb2_grpc
@@ -30,36 +37,64 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 10 << 30
 
 
+async def _swarm_read(swarm: EdgeSwarm, recipe: Recipe, digest: str, offset: int,
+                      length: int | None) -> AsyncIterator[bytes]:
+    end = recipe.check_range(offset, length)
+    async with contextlib.aclosing(swarm.read(digest, recipe, offset, end)) as pieces:
+        async for piece in pieces:
+            yield piece
+
+
 class EdgeNode(RemoteNode):
     """The origin's client API with blob bytes from the swarm. The recipe is asked of the
     origin on every read (36 bytes per ~20 KiB chunk, under 0.2 % of the blob): a blob
     deleted there is gone here too, whatever the cache still holds."""
 
-    def __init__(self, swarm: EdgeSwarm, origin: str) -> None:
-        super().__init__(origin)
+    def __init__(self, swarm: EdgeSwarm, origin: str, tls: TlsFiles | None = None) -> None:
+        super().__init__(origin, tls=tls)
         self.swarm = swarm
 
     async def read_blob(self, digest: str, offset: int = 0, length: int | None = None
                         ) -> AsyncIterator[bytes]:
         recipe = await self.get_recipe(digest)
-        end = recipe.check_range(offset, length)
-        async with contextlib.aclosing(self.swarm.read(digest, recipe, offset, end)) as pieces:
-            async for piece in pieces:
-                yield piece
+        async for piece in _swarm_read(self.swarm, recipe, digest, offset, length):
+            yield piece
 
     async def close(self) -> None:
         await self.swarm.close()
         await super().close()
 
 
-async def start_peer_server(swarm: EdgeSwarm, listen: str,
-                            limit: int = DEFAULT_SERVE_LIMIT) -> tuple[grpc.aio.Server, int]:
+class ClusterEdgeNode(ClusterNode):
+    """A cluster's client API with blob bytes from the swarm: metadata, recipes and pushes
+    go to the members by placement, as from a gateway (`shoal gateway --cluster`)."""
+
+    def __init__(self, members: Membership, swarm: EdgeSwarm) -> None:
+        super().__init__(members)
+        self.swarm = swarm
+
+    async def read_blob(self, digest: str, offset: int = 0, length: int | None = None
+                        ) -> AsyncIterator[bytes]:
+        recipe = await self.get_recipe(digest)
+        async for piece in _swarm_read(self.swarm, recipe, digest, offset, length):
+            yield piece
+
+    async def close(self) -> None:
+        await self.swarm.close()
+        await super().close()
+
+
+async def start_peer_server(swarm: EdgeSwarm, listen: str, limit: int = DEFAULT_SERVE_LIMIT,
+                            tls: TlsFiles | None = None) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(options=GRPC_OPTIONS)
     swarm.peer = PeerService(swarm.cache, limit)
     swarm_pb2_grpc.add_PeerServicer_to_server(swarm.peer, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # no stub
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(listen)
+    if tls is not None:
+        port = server.add_secure_port(listen, tls.server_credentials())
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
@@ -82,22 +117,43 @@ async def serve_edge(data: Path, listen: tuple[str, int], peer_listen: str,
                      origins: Sequence[str], until: Awaitable[object], *,
                      advertise: str | None = None, p2p: bool = True,
                      cache_bytes: int = DEFAULT_CACHE_BYTES,
-                     owners: OwnerDirectory | None = None) -> None:
+                     owners: OwnerDirectory | None = None,
+                     cluster: ClusterConfig | None = None) -> None:
+    """Run an edge of `origins` (the first takes metadata and pushes), or with `cluster`
+    of that cluster: placement then says which members own a blob, and the cluster's
+    mutual TLS, when it has one, covers the edge's calls to members and to other edges
+    and its own Peer service."""
     from gateway.metrics import GatewayMetrics
     from gateway.server import run_gateway
     from node.swarm.metrics import EdgeCollector
 
-    directory = owners if owners is not None else StaticOwners(origins)
+    members: Membership | None = None
+    tls: TlsFiles | None = None
+    directory: OwnerDirectory
+    if cluster is not None:
+        members = Membership(cluster)
+        await members.start()
+        placed = ClusterOwners(members)
+        directory, seeds, tls = placed, placed.everyone(), cluster.tls
+    else:
+        directory = StaticOwners(origins)
+        seeds = list(origins)
+    if owners is not None:
+        directory = owners
     # The address is known once the peer server is bound: the swarm is told it then.
-    swarm = EdgeSwarm(data / "cache", cache_bytes, directory, "", p2p=p2p, seeds=origins)
-    server, port = await start_peer_server(swarm, peer_listen)
+    swarm = EdgeSwarm(data / "cache", cache_bytes, directory, "", p2p=p2p, tls=tls,
+                      seeds=seeds)
+    server, port = await start_peer_server(swarm, peer_listen, tls=tls)
     swarm.address = swarm.announcer.address = advertised(peer_listen, port, advertise)
     await swarm.open()
-    node = EdgeNode(swarm, origins[0])
+    node: NodeAPI = (ClusterEdgeNode(members, swarm) if members is not None
+                     else EdgeNode(swarm, origins[0]))
     metrics = GatewayMetrics()
     metrics.registry.register(EdgeCollector(swarm))
-    log.info("edge: peers reach it at %s; origin %s; p2p %s", swarm.address,
-             ", ".join(origins), "on" if p2p else "off")
+    log.info("edge: peers reach it at %s%s; %s; p2p %s", swarm.address,
+             " (TLS)" if tls is not None else "",
+             f"cluster of {len(seeds)} members" if members is not None
+             else "origin " + ", ".join(origins), "on" if p2p else "off")
     try:
         await run_gateway(node, listen[0], listen[1], until, metrics=metrics)
     finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 from prometheus_client import CollectorRegistry, start_http_server
 
+from node.cluster.chunks import ClusterChunks
 from node.cluster.config import ClusterConfig
 from node.cluster.gc import collect_cluster_forever
 from node.cluster.membership import Membership
@@ -80,7 +81,10 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
 
     gc = GarbageCollector(node, gc_config) if member is None else None
     member_gc = MemberCollector(node, gc_config) if member is not None else None
-    swarm = OwnerSwarm(node, serve_limit)
+    # A member relays to edges the chunks of a blob it owns that other members hold.
+    relay = (ClusterChunks(members, exclude=member.member_id)
+             if member is not None and members is not None else None)
+    swarm = OwnerSwarm(node, serve_limit, relay)
     server, port = await start_server(node, listen, tls, gc, [add_cluster, swarm.add_to],
                                       member_gc)
     log.info("node serving %s on port %d%s", data_dir, port,

@@ -311,9 +311,10 @@ def _parser() -> argparse.ArgumentParser:
         "with peers",
         "Run an edge for one host: a registry on --listen for the host's docker, whose blobs "
         "come from\na local chunk cache, from other edges (served on --peer-listen) and from "
-        "the origin only for\nwhat no peer has. Metadata and pushes go to the origin.",
-        "  shoal edge --origin 10.0.0.1:7400 --peer-listen 10.0.0.7:7401 "
-        "--cache-size 20G")
+        "the origin only for\nwhat no peer has. Metadata and pushes go to the origin "
+        "(--origin), or with --cluster to the\ncluster's members by placement.",
+        "  shoal edge --origin 10.0.0.1:7400 --peer-listen 10.0.0.7:7401 --cache-size 20G\n"
+        "  shoal edge --cluster cluster.toml --peer-listen 10.0.0.7:7401")
     cache = edge.add_argument_group("cache")
     cache.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                        help="folder of the chunk cache, wiped at start")
@@ -325,13 +326,19 @@ def _parser() -> argparse.ArgumentParser:
                          metavar="HOST:PORT", help="HTTP address of the local registry")
     network.add_argument("--peer-listen", required=True, metavar="IP:PORT",
                          help="gRPC address where other edges fetch chunks from this one")
-    network.add_argument("--advertise", metavar="IP:PORT",
+    network.add_argument("--advertise", metavar="HOST:PORT",
                          help="the address peers are told to use (default: --peer-listen)")
-    network.add_argument("--origin", action="append", required=True, metavar="IP:PORT",
-                         help="gRPC address of an origin node (repeat for several)")
     network.add_argument("--no-p2p", action="store_true",
                          help="fetch every chunk from the origin and serve no peer "
                               "(the baseline to compare with)")
+    upstream = edge.add_argument_group("upstream (one of)").add_mutually_exclusive_group(
+        required=True)
+    upstream.add_argument("--origin", action="append", metavar="IP:PORT",
+                          help="gRPC address of an origin node (repeat for several)")
+    upstream.add_argument("--cluster", type=Path, metavar="FILE",
+                          help="front the cluster this file describes: its members own "
+                               "blobs by placement, and its [tls] covers the edge's calls "
+                               "and Peer service")
 
     push = _command(
         commands, "push", "push a local image (OCI layout or tarball) to any registry",
@@ -623,9 +630,10 @@ async def _edge(args: argparse.Namespace) -> None:
     host = args.peer_listen.rpartition(":")[0].strip("[]")
     if args.advertise is None and host in ("", "0.0.0.0", "::"):
         raise SystemExit("shoal: --peer-listen on every interface needs --advertise IP:PORT")
-    await serve_edge(args.data, args.listen, args.peer_listen, args.origin,
+    cluster = _cluster_config(args.cluster) if args.cluster is not None else None
+    await serve_edge(args.data, args.listen, args.peer_listen, args.origin or [],
                      _until_signalled(), advertise=args.advertise, p2p=not args.no_p2p,
-                     cache_bytes=args.cache_size)
+                     cache_bytes=args.cache_size, cluster=cluster)
 
 
 def _retention_policies(path: Path) -> list[RetentionPolicy]:

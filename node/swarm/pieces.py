@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from node.recipe import Recipe
 
-PIECE_BYTES = 4 << 20
+PIECE_BYTES = 1 << 20
 
 
 @dataclass(eq=False, slots=True)

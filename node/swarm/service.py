@@ -127,12 +127,14 @@ class PeerService(swarm_pb2_grpc.PeerServicer):
                 batch.append(convert.chunk_to_pb(chunk))
                 size += len(chunk.data)
                 if size >= MESSAGE_BYTES:
-                    yield swarm_pb2.FetchResponse(chunks=batch)
+                    # Counted as handed to gRPC: the generator resumes after a yield only
+                    # when the next message is wanted, so a count after it would lag.
                     self._sent(len(batch), size)
+                    yield swarm_pb2.FetchResponse(chunks=batch)
                     batch, size = [], 0
             if batch:
-                yield swarm_pb2.FetchResponse(chunks=batch)
                 self._sent(len(batch), size)
+                yield swarm_pb2.FetchResponse(chunks=batch)
         except (NodeError, ValueError, OSError) as exc:
             await _abort(context, exc)
         finally:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from node.swarm.pieces import Piece
 
-PER_PEER = 2                # streams open to one peer: enough to hide a round trip
+PER_PEER = 4                # streams open to one peer
 PER_OWNER = 2               # streams open to one owner from this edge: owners are shared
 BAN_BAD = 120.0             # seconds aside for a source whose bytes failed their hash
 BAN_DEAD = 10.0             # seconds aside for a source that failed or hung

@@ -114,14 +114,17 @@ class Origin(Proc):
 
 
 class Edge(Proc):
-    def __init__(self, root: Path, name: str, origin: Origin, *extra: str,
+    def __init__(self, root: Path, name: str, origin: Origin | Path, *extra: str,
                  like: Edge | None = None) -> None:
-        """An edge on free ports, or on those of `like` (a restart)."""
+        """An edge on free ports, or on those of `like` (a restart), of an origin or of
+        the cluster a cluster file (a Path) describes."""
         self.name = name
         self.http = like.http if like is not None else f"127.0.0.1:{free_port()}"
         self.peer = like.peer if like is not None else f"127.0.0.1:{free_port()}"
+        upstream = (["--cluster", str(origin)] if isinstance(origin, Path)
+                    else ["--origin", origin.target])
         super().__init__(["edge", "--data", str(root / name), "--listen", self.http,
-                          "--peer-listen", self.peer, "--origin", origin.target, *extra],
+                          "--peer-listen", self.peer, *upstream, *extra],
                          root / f"{name}.log")
         self.wait_for(f"http://{self.http}/v2/")
 

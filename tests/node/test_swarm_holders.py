@@ -1,7 +1,12 @@
-"""The owner's holder book: additive announces, leases, resync, bounds, redirect data."""
+"""The owner's holder book: additive announces, leases, resync, bounds, redirect data; and
+where a blob's owners (the holder books) are in a cluster."""
 
 from __future__ import annotations
 
+from node.cluster import placement
+from node.cluster.config import ClusterConfig, Member
+from node.cluster.membership import Membership
+from node.swarm.directory import ClusterOwners
 from node.swarm.holders import HolderBook, Holding, from_bits, to_bits
 
 
@@ -107,3 +112,23 @@ def test_a_holder_reported_unreachable_goes_unless_it_heartbeats() -> None:
     assert [a for a, _ in book.holders("sha256:x")[1]] == ["live:1"]
     clock.now = 14
     assert [a for a, _ in book.holders("sha256:x")[1]] == []  # its lease ran out
+
+
+async def test_a_blobs_owners_in_a_cluster_are_its_first_live_members_by_placement() -> None:
+    members = tuple(Member(f"node{i}", f"127.0.0.1:{7400 + i}") for i in range(1, 5))
+    membership = Membership(ClusterConfig(members, replicas=2))
+    try:
+        directory = ClusterOwners(membership)
+        digest = "sha256:" + "ab" * 32
+        ranked = placement.rank(membership.peers, placement.BLOB, digest)
+        assert directory.owners_of(digest) == [p.address for p in ranked[:2]]
+        # A member down is replaced by the next in order: the stand-in that took its writes.
+        ranked[0].mark(False, "test")
+        assert directory.owners_of(digest) == [ranked[1].address, ranked[2].address]
+        # With none known up, the owners by placement are asked all the same.
+        for peer in membership.peers:
+            peer.mark(False, "test")
+        assert directory.owners_of(digest) == [p.address for p in ranked[:2]]
+        assert sorted(directory.everyone()) == sorted(m.address for m in members)
+    finally:
+        await membership.close()

@@ -33,7 +33,9 @@ class ClusterProcesses:
     def __init__(self, workdir: Path, n: int = 3, replicas: int = 2,
                  write_quorum: int | None = None, repair_interval: float = 0.5,
                  scrub_interval: float = 3600.0, extra_members: int = 0,
-                 tls: TlsFiles | None = None, node_args: Sequence[str] = ()) -> None:
+                 tls: TlsFiles | None = None, node_args: Sequence[str] = (),
+                 metrics: bool = False) -> None:
+        """`metrics`: each member serves /metrics (`metrics_url`)."""
         self.workdir = workdir
         self.node_args = list(node_args)
         members = [Member(f"node{i}", f"127.0.0.1:{free_port()}")
@@ -46,6 +48,7 @@ class ClusterProcesses:
         self.repair_interval = repair_interval
         self.scrub_interval = scrub_interval
         self.nodes: dict[str, NodeProcess] = {}
+        self.metrics_ports = {m.id: free_port() for m in members} if metrics else {}
         for m in members[:n]:
             self._make(m)
 
@@ -56,7 +59,9 @@ class ClusterProcesses:
                            args=[
             "--cluster", str(self.file), "--id", member.id,
             "--repair-interval", str(self.repair_interval),
-            "--scrub-interval", str(self.scrub_interval), *self.node_args])
+            "--scrub-interval", str(self.scrub_interval), *self.node_args,
+            *(["--metrics-listen", f"127.0.0.1:{self.metrics_ports[member.id]}"]
+              if self.metrics_ports else [])])
         self.nodes[member.id] = node
         return node
 
@@ -95,6 +100,9 @@ class ClusterProcesses:
                     os.kill(node.proc.pid, signal.SIGCONT)
                 with contextlib.suppress(Exception):
                     node.stop()
+
+    def metrics_url(self, member_id: str) -> str:
+        return f"http://127.0.0.1:{self.metrics_ports[member_id]}/metrics"
 
     def logs(self) -> str:
         return "\n".join(f"--- {mid} ---\n{n.log()[-4000:]}" for mid, n in self.nodes.items())
