@@ -30,6 +30,7 @@ from pathlib import Path
 
 from gateway.errors import DENIED, RegistryError
 from node.api import NodeAPI
+from shoal.sizes import format_size
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
@@ -45,15 +46,6 @@ def parse_size(value: object) -> int:
     if match is None or unit is None:
         raise ValueError(f"expected a size such as 500 MB or 1 GiB, got {value!r}")
     return int(float(match.group(1)) * unit)
-
-
-def format_size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True, slots=True)

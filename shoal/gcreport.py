@@ -15,17 +15,9 @@ from node.cluster.config import ClusterConfig
 from node.cluster.gc import ClusterGcReport
 from node.gc.collector import GcReport
 from node.rpc.tls import TlsFiles
+from shoal.sizes import format_size
 
 LISTED = 20  # blob digests shown with --verbose before "and N more"
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def render(report: GcReport, console: Console, verbose: bool = False) -> None:
@@ -35,11 +27,11 @@ def render(report: GcReport, console: Console, verbose: bool = False) -> None:
     table.add_column("what")
     table.add_column(verb, justify="right")
     table.add_column("bytes", justify="right")
-    table.add_row("blobs", str(report.blobs_deleted), _size(report.blob_bytes))
-    table.add_row("chunks", str(report.chunks_deleted), _size(report.chunk_bytes))
+    table.add_row("blobs", str(report.blobs_deleted), format_size(report.blob_bytes))
+    table.add_row("chunks", str(report.chunks_deleted), format_size(report.chunk_bytes))
     table.add_row("packs compacted", str(report.packs_compacted),
-                  f"{_size(report.bytes_moved)} moved")
-    table.add_row("disk space back", "", _size(report.disk_bytes_reclaimed))
+                  f"{format_size(report.bytes_moved)} moved")
+    table.add_row("disk space back", "", format_size(report.disk_bytes_reclaimed))
     table.add_row("[dim]waiting out the grace period[/dim]",
                   f"[dim]{report.blobs_waiting} blobs, {report.chunks_waiting} chunks[/dim]",
                   "")
@@ -82,7 +74,7 @@ def render_cluster(report: ClusterGcReport, console: Console) -> None:
              else f"Cluster garbage collection in {report.seconds:.1f} s")
     # Each member counts its own copies: a blob kept on R owners is R recipes deleted.
     table = Table(title=title, caption=f"{report.live_blobs} live blobs across the cluster; "
-                  f"chunk filter {_size(report.filter_bytes)}; counts are per copy")
+                  f"chunk filter {format_size(report.filter_bytes)}; counts are per copy")
     verb = "would go" if report.dry_run else "went"
     table.title = f"{title} (what {verb})"
     for name in ("member", "blobs", "bytes", "chunks", "bytes", "packs compacted",
@@ -90,9 +82,9 @@ def render_cluster(report: ClusterGcReport, console: Console) -> None:
         table.add_column(name, justify="left" if name == "member" else "right")
 
     def row(name: str, r: GcReport, style: str = "") -> None:
-        table.add_row(name, str(r.blobs_deleted), _size(r.blob_bytes), str(r.chunks_deleted),
-                      _size(r.chunk_bytes), str(r.packs_compacted),
-                      _size(r.disk_bytes_reclaimed),
+        table.add_row(name, str(r.blobs_deleted), format_size(r.blob_bytes), str(r.chunks_deleted),
+                      format_size(r.chunk_bytes), str(r.packs_compacted),
+                      format_size(r.disk_bytes_reclaimed),
                       f"{r.blobs_waiting} blobs, {r.chunks_waiting} chunks", style=style)
 
     for member_id, member in sorted(report.members.items()):

@@ -18,18 +18,10 @@ from rich.table import Table
 
 from node.cluster.config import ClusterConfig, Member
 from node.cluster.membership import Membership
+from shoal.sizes import format_size
 from shoal.v1 import cluster_pb2
 
 STATUS_DEADLINE = 5.0
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def _ago(ms: int) -> str:
@@ -100,7 +92,7 @@ async def show(config: ClusterConfig | None, node: str | None, as_json: bool) ->
                 table.add_row(m.id, m.address, "[red]down[/red]", *["-"] * 8)
                 continue
             table.add_row(m.id, m.address, "[green]up[/green]", r.role,
-                          _size(r.pack_bytes + r.index_bytes), _size(r.disk_free_bytes),
+                          format_size(r.pack_bytes + r.index_bytes), format_size(r.disk_free_bytes),
                           str(r.chunks), str(r.blobs), str(r.under_replicated),
                           str(r.corrupt_chunks), _ago(r.last_repair_ms))
         console = Console(width=None if sys.stdout.isatty() else 160)

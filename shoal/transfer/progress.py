@@ -17,14 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-
-def size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+from shoal.sizes import format_size
 
 
 @dataclass
@@ -91,8 +84,8 @@ class Board:
         out = Console(highlight=False, soft_wrap=True)
         hits = tally.blobs_present + tally.blobs_mounted
         out.print(f"{self.verb} {tally.reference} ({tally.digest}) in {tally.seconds:.1f} s")
-        out.print(f"  blobs transferred: {tally.blobs_sent} ({size(tally.bytes_sent)})")
+        out.print(f"  blobs transferred: {tally.blobs_sent} ({format_size(tally.bytes_sent)})")
         mounted = f", {tally.blobs_mounted} mounted" if tally.blobs_mounted else ""
         out.print(f"  already present: {hits} blobs{mounted} "
-                  f"({size(tally.bytes_saved)} not transferred)")
+                  f"({format_size(tally.bytes_saved)} not transferred)")
         out.print(f"  manifests: {tally.manifests}")

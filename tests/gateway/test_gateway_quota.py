@@ -17,9 +17,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from gwtest import CONFIG, LAYER, OCI_MANIFEST, Registry, sha256
 
 from gateway.app import make_app
-from gateway.quota import Quota, Quotas, format_size, load, parse_size
+from gateway.quota import Quota, Quotas, load, parse_size
 from gateway.server import SERVER_SETTINGS
 from node.local import LocalNode
+from shoal.sizes import format_size
 
 LIMIT = 100_000
 
