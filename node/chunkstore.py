@@ -457,21 +457,8 @@ class ChunkStore:
     def ids_after(self, after: bytes, limit: int) -> list[bytes]:
         """Up to `limit` stored chunk ids greater than `after`, in order: a scan in steps
         that never holds a read transaction for long."""
-        def run(txn: lmdb.Transaction) -> list[bytes]:
-            out: list[bytes] = []
-            cursor = txn.cursor(db=self._chunks)
-            if not cursor.set_range(after):
-                return out
-            for k in cursor.iternext(keys=True, values=False):
-                k = bytes(k)
-                if k == after:
-                    continue
-                out.append(k)
-                if len(out) >= limit:
-                    break
-            return out
-
-        return self.index.read(run)
+        batch = next(self.index.batches("chunks", limit, after), [])
+        return [k for k, _ in batch]
 
     def scrub(self, ids: Sequence[bytes]) -> tuple[list[bytes], int]:
         """Re-read `ids` and re-hash them with SHA-256, not just the checksum reads use;

@@ -7,6 +7,7 @@ The map grows by doubling when a write finds it full, so the initial size is no 
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -141,6 +142,22 @@ class Index:
             if after and k == start:
                 continue
             yield k, bytes(raw_v)
+
+    def batches(self, table: str, size: int, after: bytes = b""
+                ) -> Iterator[list[tuple[bytes, bytes]]]:
+        """Every item of `table` after `after`, in key order, `size` items per read
+        transaction: a walk of a large table that never holds a snapshot for long (items
+        added or removed meanwhile may or may not be seen)."""
+        while True:
+            def run(txn: lmdb.Transaction, after: bytes = after) -> list[tuple[bytes, bytes]]:
+                return list(itertools.islice(self.scan_prefix(txn, table, b"", after), size))
+
+            batch = self.read(run)
+            if batch:
+                yield batch
+            if len(batch) < size:
+                return
+            after = batch[-1][0]
 
     def size_on_disk(self) -> int:
         info = self.env.info()

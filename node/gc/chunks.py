@@ -72,29 +72,9 @@ class ChunkSweeper:
     def scan(self, pacer: Pacer) -> Iterator[tuple[bytes, ChunkEntry]]:
         """Every chunk entry, read a batch per transaction (key order; entries added
         meanwhile may or may not be seen)."""
-        after = b""
-        while True:
-            def run(txn: lmdb.Transaction, after: bytes = after
-                    ) -> list[tuple[bytes, ChunkEntry]]:
-                cursor = txn.cursor(db=self._chunks)
-                batch: list[tuple[bytes, ChunkEntry]] = []
-                if not cursor.set_range(after):
-                    return batch
-                for raw_k, raw_v in cursor:
-                    k = bytes(raw_k)
-                    if k == after:
-                        continue
-                    batch.append((k, ChunkEntry.unpack(bytes(raw_v))))
-                    if len(batch) >= SCAN_BATCH:
-                        break
-                return batch
-
-            batch = self._index.read(run)
-            yield from batch
+        for batch in self._index.batches("chunks", SCAN_BATCH):
+            yield from ((k, ChunkEntry.unpack(v)) for k, v in batch)
             pacer.tick(len(batch))
-            if len(batch) < SCAN_BATCH:
-                return
-            after = batch[-1][0]
 
     def stamp(self, ids: Sequence[bytes], pacer: Pacer) -> None:
         """Stamp chunks stored with no reference and no stamp (put and never referenced,

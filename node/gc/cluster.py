@@ -24,7 +24,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import lmdb
 
@@ -143,32 +142,11 @@ class MemberCollector:
     def _mark(self, used: ChunkFilter, skip: set[str], pacer: Pacer) -> None:
         """Add every chunk used by a recipe (not in `skip`) or an upload part here."""
         for table in ("blobs", "upload_parts"):
-            db = self._node.index.db(table)
-            after = b""
-            while True:
-                def run(txn: lmdb.Transaction, after: bytes = after, db: Any = db
-                        ) -> list[tuple[bytes, Recipe]]:
-                    cursor = txn.cursor(db=db)
-                    batch: list[tuple[bytes, Recipe]] = []
-                    if not cursor.set_range(after):
-                        return batch
-                    for raw_k, raw_v in cursor:
-                        k = bytes(raw_k)
-                        if k == after:
-                            continue
-                        batch.append((k, Recipe.unpack(bytes(raw_v))))
-                        if len(batch) >= MARK_BATCH:
-                            break
-                    return batch
-
-                batch = self._node.index.read(run)
-                for key, recipe in batch:
+            for batch in self._node.index.batches(table, MARK_BATCH):
+                for key, raw in batch:
                     if table != "blobs" or key.decode() not in skip:
-                        used.update(recipe.ids)
+                        used.update(Recipe.unpack(raw).ids)
                 pacer.tick(len(batch))
-                if len(batch) < MARK_BATCH:
-                    break
-                after = batch[-1][0]
 
     # -- 3: sweep chunks, compact packs ------------------------------------------------------
 
