@@ -29,7 +29,7 @@ from node.cluster.membership import Membership
 from node.gc.bloom import HASHES, ChunkFilter, size_for
 from node.gc.collector import GcReport
 from node.rpc.admin import GC_DEADLINE, report_from_pb
-from node.rpc.options import GRPC_OPTIONS
+from node.rpc.options import CLIENT_OPTIONS
 from shoal.v1 import admin_pb2, admin_pb2_grpc
 
 if TYPE_CHECKING:
@@ -74,8 +74,8 @@ class ClusterGcReport:
 def _channel(member: Member, config: ClusterConfig) -> grpc.aio.Channel:
     if config.tls is not None:
         return grpc.aio.secure_channel(member.address, config.tls.channel_credentials(),
-                                       options=GRPC_OPTIONS)
-    return grpc.aio.insecure_channel(member.address, options=GRPC_OPTIONS)
+                                       options=CLIENT_OPTIONS)
+    return grpc.aio.insecure_channel(member.address, options=CLIENT_OPTIONS)
 
 
 def _why(exc: BaseException) -> str:

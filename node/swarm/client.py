@@ -14,7 +14,7 @@ import grpc
 from node.api import StoredChunk
 from node.errors import NodeError, Unavailable
 from node.rpc import convert
-from node.rpc.options import GRPC_OPTIONS
+from node.rpc.options import CLIENT_OPTIONS
 from node.rpc.status import error_of
 from node.rpc.tls import TlsFiles
 from node.swarm.holders import Holding, from_bits, to_bits
@@ -63,9 +63,9 @@ class SwarmClient:
         if channel is None:
             if self._tls is not None:
                 channel = grpc.aio.secure_channel(address, self._tls.channel_credentials(),
-                                                  options=GRPC_OPTIONS)
+                                                  options=CLIENT_OPTIONS)
             else:
-                channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+                channel = grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS)
             self._channels[address] = channel
             while len(self._channels) > MAX_CHANNELS:
                 _, old = self._channels.popitem(last=False)

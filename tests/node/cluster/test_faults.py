@@ -51,6 +51,16 @@ async def wait_converged(cluster: ClusterProcesses) -> dict[str, object]:
         await asyncio.sleep(0.5)
 
 
+async def wait_all_up(api: ClusterNode) -> None:
+    """The client has seen every member come back: a restarted member is noticed within
+    seconds (its health check reconnects without waiting out gRPC's long backoff)."""
+    deadline = time.monotonic() + 10.0
+    while not all(p.up for p in api.members.peers):
+        down = [p.id for p in api.members.peers if not p.up]
+        assert time.monotonic() < deadline, f"members still seen down: {down}"
+        await asyncio.sleep(0.2)
+
+
 async def push_with_retry(api: NodeAPI, repo: str, data: bytes,
                           body: AsyncIterator[bytes]) -> None:
     """What a registry client does: push, and push again if the push failed."""
@@ -104,6 +114,7 @@ async def test_kill_mid_push_and_mid_pull_then_repair(scratch: Path) -> None:
             cluster.nodes["node2"].start()
             await wait_converged(cluster)
             await assert_on_owners(cluster, sha256(data), api)
+            await wait_all_up(api)
 
             # A pull survives the loss of a member it is reading from.
             got = bytearray()
