@@ -21,6 +21,7 @@ import grpc
 
 from benchmarks.common import mb_per_s, process
 from node.rpc.options import GRPC_OPTIONS
+from shoal.memory import pin_allocator
 from shoal.v1 import blobs_pb2, blobs_pb2_grpc
 
 MESSAGES = 512
@@ -71,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    pin_allocator()  # both ends as in a shoal process
     if args.serve:
         import uvloop
 

@@ -32,6 +32,7 @@ from node.chunking import StreamChunker
 from node.codec import CompressionProbe
 from node.recipe import Recipe
 from node.rpc.client import RemoteNode
+from shoal.memory import pin_allocator
 
 MESSAGE = 1 << 20
 WORDS = (b"layer manifest digest chunk registry config image index blob tag push pull node "
@@ -192,6 +193,7 @@ def main() -> None:
                              "use /dev/shm to take the disk out of the measure)")
     parser.add_argument("--big", type=int, default=0, help="also stream a blob of N MiB")
     args = parser.parse_args()
+    pin_allocator()  # as in every shoal process, the gateway (this client's role) included
     with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
         figures = asyncio.run(run(args, Path(tmp) / "data", Path(tmp) / "port"))
     name = "node_throughput" + ("_tmpfs" if args.data_dir == Path("/dev/shm") else "")

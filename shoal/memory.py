@@ -7,8 +7,12 @@ it rarely gives back: resident memory then grew with the largest blob ever moved
 (measured: +104 MiB after a 500 MiB layer). Pinning the threshold at 4 MiB keeps the
 streaming pieces (about 1 MiB, reused from the heap: a fresh mmap per piece costs 256
 page faults and halved pull throughput) apart from the rare larger buffers, which go
-back to the system as soon as they are freed. Fewer arenas keep worker threads from
-each growing a heap of their own.
+back to the system as soon as they are freed. The heap keeps up to 16 MiB free at its
+top rather than trimming it back each time: gRPC frees and reallocates its send and receive
+buffers per message, and a 4 MiB trim threshold made every 1 MiB message fault its pages
+in afresh (measured on one gRPC stream: 310 MB/s at 4 MiB, 800-1000 MB/s at 16 MiB, the
+server's CPU per MB down from 3.1 to 0.9 ms). Fewer arenas keep worker threads from each
+growing a heap of their own.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
-THRESHOLD = 4 << 20
+MMAP_THRESHOLD = 4 << 20
+TRIM_THRESHOLD = 16 << 20
 ARENAS = 2
 
 log = logging.getLogger(__name__)
@@ -38,7 +43,8 @@ def pin_allocator() -> bool:
     except (OSError, AttributeError):
         return False
     ok = all(mallopt(param, value) == 1 for param, value in (
-        (M_MMAP_THRESHOLD, THRESHOLD), (M_TRIM_THRESHOLD, THRESHOLD), (M_ARENA_MAX, ARENAS)))
+        (M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        (M_ARENA_MAX, ARENAS)))
     if not ok:
         log.warning("mallopt refused a setting: memory may grow with the largest blob")
     return ok

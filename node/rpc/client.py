@@ -24,7 +24,7 @@ from node.api import (
 from node.errors import NodeError, NotFound
 from node.recipe import Recipe
 from node.request_id import METADATA_KEY, REQUEST_ID
-from node.rpc import convert
+from node.rpc import convert, framing
 from node.rpc.options import CHANNEL_OPTIONS
 from node.rpc.status import error_of
 from node.rpc.tls import TlsFiles
@@ -63,6 +63,14 @@ class RemoteNode:
         self._chunks = chunks_pb2_grpc.ChunkStoreStub(self._channel)
         self._blobs = blobs_pb2_grpc.BlobsStub(self._channel)
         self._registry = registry_pb2_grpc.RegistryStub(self._channel)
+        # The bulk reads, framed by hand (node/rpc/framing.py): each message is its data.
+        self._read_blob = self._channel.unary_stream(
+            "/shoal.v1.Blobs/Read", request_serializer=blobs_pb2.ReadBlobRequest.SerializeToString,
+            response_deserializer=framing.decode_data)
+        self._read_upload = self._channel.unary_stream(
+            "/shoal.v1.Registry/ReadUpload",
+            request_serializer=registry_pb2.UploadRef.SerializeToString,
+            response_deserializer=framing.decode_data)
         self._unary = unary_deadline
         self._stream = stream_deadline
 
@@ -90,18 +98,16 @@ class RemoteNode:
         finally:
             call.cancel()
 
-    async def _data_from(self, method: Any, request: Any) -> AsyncIterator[bytes]:
-        """The `data` of each message of a bulk read. Each message is dropped before its
-        data is handed on (so not `async for`, whose iterator keeps the last one): a slow
-        client would otherwise hold a second copy of every piece while it is sent."""
+    async def _data_from(self, method: Any, request: Any) -> AsyncIterator[bytes | memoryview]:
+        """The pieces of a bulk read (`method` decodes each message to its data). Read one
+        by one rather than with `async for`, whose iterator keeps the last piece: a slow
+        client would otherwise hold a second piece while it is sent."""
         call = method(request, timeout=self._stream, metadata=_metadata())
         try:
             while True:
-                message = await call.read()
-                if message is _EOF:
+                data = await call.read()
+                if data is _EOF:
                     break
-                data: bytes = message.data
-                del message
                 yield data
         except grpc.aio.AioRpcError as exc:
             raise _raise(exc) from None
@@ -156,11 +162,11 @@ class RemoteNode:
         return convert.blob_from_pb(await self._call(self._blobs.Commit, request))
 
     async def read_blob(self, digest: str, offset: int = 0, length: int | None = None
-                        ) -> AsyncIterator[bytes]:
+                        ) -> AsyncIterator[bytes | memoryview]:
         request = blobs_pb2.ReadBlobRequest(digest=digest, offset=offset)
         if length is not None:
             request.length = length
-        async for data in self._data_from(self._blobs.Read, request):
+        async for data in self._data_from(self._read_blob, request):
             yield data
 
     async def delete_blob(self, digest: str) -> bool:
@@ -281,9 +287,10 @@ class RemoteNode:
             repository=repository, id=upload_id, offset=offset, part=convert.recipe_to_pb(part)))
         return convert.upload_from_pb(reply)
 
-    async def read_upload(self, repository: str, upload_id: str) -> AsyncIterator[bytes]:
+    async def read_upload(self, repository: str, upload_id: str
+                          ) -> AsyncIterator[bytes | memoryview]:
         request = registry_pb2.UploadRef(repository=repository, id=upload_id)
-        async for data in self._data_from(self._registry.ReadUpload, request):
+        async for data in self._data_from(self._read_upload, request):
             yield data
 
     async def finish_upload(self, repository: str, upload_id: str, digest: str,
