@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_FETCHES = 16            # pieces in flight for one pull
+MAX_FETCHES = 8             # pieces in flight for one pull (16 and 32: slower, see PER_PEER)
 HOLDERS_EVERY = 0.5         # seconds between holder-list refreshes while pieces are missing
 TICK = 0.25                 # the scheduler looks again at least this often
 OWNER_GIVE_UP = 8           # owner failures in a row (not busy answers) that fail the pull

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 
 from node.swarm.pieces import Piece
 
-PER_PEER = 4                # streams open to one peer
+# Streams open to one peer. Fewer, faster streams finish the piece a reader waits for
+# sooner (benchmarks/p2p_fanout.py, N=4: 1.17-1.21 S/B with 2, 1.23-1.26 with 3 or 4;
+# N=8, where the cores are the limit, the same within noise).
+PER_PEER = 2
 PER_OWNER = 2               # streams open to one owner from this edge: owners are shared
 BAN_BAD = 120.0             # seconds aside for a source whose bytes failed their hash
 BAN_DEAD = 10.0             # seconds aside for a source that failed or hung
