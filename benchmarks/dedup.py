@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from benchmarks.common import folder_size, mb_per_s, save
+from shoal.memory import pin_allocator
 
 RELEASES = {
     "django": ["5.0.6", "5.0.7", "5.0.8", "5.0.9", "5.0.10"],
@@ -105,6 +106,7 @@ def chunk_totals(data_dir: Path) -> tuple[int, int, int]:
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
+    pin_allocator()  # the node runs in this process: allocate as a shoal process does
     layers: list[bytes] = []
     for package, versions in RELEASES.items():
         for version in versions:
