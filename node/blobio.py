@@ -13,8 +13,8 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
-from node.api import NodeAPI, PutResult, StoredChunk, UploadInfo
-from node.chunking import StreamChunker
+from node.api import Codec, NodeAPI, PutResult, StoredChunk, UploadInfo
+from node.chunking import StreamChunker, chunk_id
 from node.codec import CompressionProbe
 from node.digests import hasher_for
 from node.errors import InvalidArgument, NotFound, OutOfRange
@@ -27,16 +27,17 @@ QUEUE_DEPTH = 8             # messages in flight to the node
 
 
 class _ChunkPipe:
-    """Turns raw bytes into encoded chunks, off the event loop."""
+    """Turns raw bytes into chunks named by their ids, off the event loop. They stay raw:
+    only the chunks the node turns out to lack are compressed (`_PartWriter`), so a layer
+    that mostly dedups costs hashing, not zstd."""
 
     def __init__(self, digester: hashlib._Hash | None) -> None:
         self._chunker = StreamChunker()
-        self._probe = CompressionProbe()
         self._digester = digester
 
     def _encode(self, pieces: list[bytes] | None) -> list[StoredChunk]:
         raws = self._chunker.finish() if pieces is None else self._chunker.feed(*pieces)
-        return [self._probe.encode(raw) for raw in raws]
+        return [StoredChunk(chunk_id(raw), Codec.RAW, len(raw), raw) for raw in raws]
 
     def _digest(self, pieces: list[bytes]) -> None:
         assert self._digester is not None
@@ -58,8 +59,9 @@ class _ChunkPipe:
 class _PartWriter:
     """Sends one part's missing chunks to the node as a single put stream."""
 
-    def __init__(self, api: NodeAPI) -> None:
+    def __init__(self, api: NodeAPI, probe: CompressionProbe) -> None:
         self._api = api
+        self._probe = probe
         self._queue: asyncio.Queue[Sequence[StoredChunk] | None] = asyncio.Queue(QUEUE_DEPTH)
         self._task = asyncio.create_task(api.put_chunks(self._batches()))
         self.entries: list[tuple[bytes, int]] = []
@@ -76,6 +78,9 @@ class _PartWriter:
         self.size += sum(c.raw_length for c in chunks)
         present = await self._api.has_chunks([c.id for c in chunks])
         missing = [c for c, have in zip(chunks, present, strict=True) if not have]
+        if missing:
+            # In its own thread (zstd lets go of the GIL): beside the cutting of the next step.
+            missing = await asyncio.to_thread(self._compress, missing)
         batch: list[StoredChunk] = []
         batch_bytes = 0
         for chunk in missing:
@@ -86,6 +91,9 @@ class _PartWriter:
                 batch, batch_bytes = [], 0
         if batch:
             await self._put(batch)
+
+    def _compress(self, chunks: list[StoredChunk]) -> list[StoredChunk]:
+        return [self._probe.compress(c) for c in chunks]
 
     async def _put(self, batch: list[StoredChunk]) -> None:
         # If the node failed, its error surfaces here instead of blocking on a full queue.
@@ -171,7 +179,8 @@ async def _store(api: NodeAPI, session: UploadInfo,
     """Send chunks to the node and append them in parts of about PART bytes. The previous
     part commits (fsync, index) while the next one is sent; parts are appended strictly
     in order, so at most one commit is outstanding."""
-    part = _PartWriter(api)
+    probe = CompressionProbe()  # one per stream: it learns whether the stream compresses
+    part = _PartWriter(api, probe)
     committing: asyncio.Task[UploadInfo] | None = None
 
     def rotate(finished: _PartWriter) -> None:
@@ -189,7 +198,7 @@ async def _store(api: NodeAPI, session: UploadInfo,
             await part.add(chunks)
             if part.size >= PART:
                 rotate(part)
-                part = _PartWriter(api)
+                part = _PartWriter(api, probe)
         rotate(part)
         assert committing is not None
         return await committing

@@ -52,19 +52,22 @@ class CompressionProbe:
         self._skip = 0
 
     def encode(self, raw: bytes | memoryview) -> StoredChunk:
-        cid = chunk_id(raw)
+        return self.compress(StoredChunk(chunk_id(raw), Codec.RAW, len(raw), raw))
+
+    def compress(self, chunk: StoredChunk) -> StoredChunk:
+        """`chunk` (raw) as it should be stored and sent: zstd when that is worth it."""
         if self._skip:
             self._skip -= 1
-            return StoredChunk(cid, Codec.RAW, len(raw), raw)
-        packed = _compressor().compress(raw)
-        if len(packed) <= len(raw) * WORTH_KEEPING:
+            return chunk
+        packed = _compressor().compress(chunk.data)
+        if len(packed) <= len(chunk.data) * WORTH_KEEPING:
             self._misses = 0
-            return StoredChunk(cid, Codec.ZSTD, len(raw), packed)
+            return StoredChunk(chunk.id, Codec.ZSTD, chunk.raw_length, packed)
         self._misses += 1
         if self._misses >= SKIP_AFTER_MISSES:
             self._misses = 0
             self._skip = SKIP_CHUNKS
-        return StoredChunk(cid, Codec.RAW, len(raw), raw)
+        return chunk
 
 
 def checksum(stored: bytes | memoryview) -> int:
