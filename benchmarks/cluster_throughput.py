@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, Process, folder_size, free_port, mb_per_s
+from benchmarks.common import RESULTS, Process, folder_size, free_port, mb_per_s, pyplot
 from node.cluster.config import ClusterConfig, Member, write
 from shoal.status import show
 
@@ -575,13 +575,8 @@ def print_table(figures: dict[str, Any]) -> None:
 
 
 def chart(figures: dict[str, Any], path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("  matplotlib is missing (pip install -e '.[bench]'): no chart")
+    plt = pyplot()
+    if plt is None:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5),
                                       gridspec_kw={"width_ratios": [2, 1]})

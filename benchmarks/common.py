@@ -113,3 +113,16 @@ def save(name: str, figures: dict[str, Any]) -> Path:
 
 def mb_per_s(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e6
+
+
+def pyplot() -> Any | None:
+    """matplotlib.pyplot drawing to files, or None (said once) where it is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("  matplotlib is missing (pip install -e '.[bench]'): no chart")
+        return None
+    return plt

@@ -81,7 +81,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from benchmarks import netns
-from benchmarks.common import RESULTS, Process, peak_rss_mib
+from benchmarks.common import RESULTS, Process, peak_rss_mib, pyplot
 from benchmarks.netns import Host, Topology
 from benchmarks.registry_servers import remove_tree, scratch_dir
 
@@ -459,13 +459,8 @@ def failed(run: ModeRun) -> str:
 
 def chart(runs: list[ModeRun], n: int, rate_bit: int, origin_rate_bit: int, subtitle: str,
           path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("  matplotlib is missing (pip install -e '.[bench]'): no chart")
+    plt = pyplot()
+    if plt is None:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5),
                                       gridspec_kw={"width_ratios": [3, 2]})

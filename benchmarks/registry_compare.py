@@ -41,7 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, mb_per_s, peak_rss_mib, save
+from benchmarks.common import RESULTS, mb_per_s, peak_rss_mib, pyplot, save
 from benchmarks.registry_image import TestImage, build_image, file_digest, layout_layer_digests
 from benchmarks.registry_profile import py_spy, py_spy_binary, summarise
 from benchmarks.registry_servers import (
@@ -314,13 +314,8 @@ def print_table(phases: dict[str, Any], rss: dict[str, Any]) -> None:
 
 
 def chart(phases: dict[str, Any], path: Path, subtitle: str) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("  matplotlib is missing (pip install -e '.[bench]'): no chart")
+    plt = pyplot()
+    if plt is None:
         return None
     shown = [p for p in PHASES if "ratio" in phases[p]]
     xs = range(len(shown))

@@ -14,9 +14,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from node.api import NodeAPI
 from node.cluster.client import ClusterNode
@@ -26,6 +26,7 @@ from node.errors import InvalidArgument
 from node.recipe import Recipe
 from node.rpc.client import RemoteNode
 from node.rpc.options import GRPC_OPTIONS
+from node.rpc.server import listen_and_start
 from node.rpc.tls import TlsFiles
 from node.swarm.directory import ClusterOwners, OwnerDirectory, StaticOwners
 from node.swarm.edge_swarm import EdgeSwarm
@@ -37,35 +38,38 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 10 << 30
 
 
-async def _swarm_read(swarm: EdgeSwarm, recipe: Recipe, digest: str, offset: int,
-                      length: int | None) -> AsyncIterator[bytes]:
-    end = recipe.check_range(offset, length)
-    async with contextlib.aclosing(swarm.read(digest, recipe, offset, end)) as pieces:
-        async for piece in pieces:
-            yield piece
+class _SwarmReads:
+    """Blob bytes from the swarm; everything else from the base client. The recipe is
+    asked of the origin or the members on every read (36 bytes per ~20 KiB chunk, under
+    0.2 % of the blob): a blob deleted there is gone here too, whatever the cache holds."""
+
+    swarm: EdgeSwarm
+
+    if TYPE_CHECKING:  # provided by the client this is mixed into
+        async def get_recipe(self, digest: str) -> Recipe: ...
+
+    async def read_blob(self, digest: str, offset: int = 0, length: int | None = None
+                        ) -> AsyncIterator[bytes]:
+        recipe = await self.get_recipe(digest)
+        end = recipe.check_range(offset, length)
+        async with contextlib.aclosing(self.swarm.read(digest, recipe, offset, end)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    async def close(self) -> None:
+        await self.swarm.close()
+        await super().close()  # type: ignore[misc]  # the client this is mixed into
 
 
-class EdgeNode(RemoteNode):
-    """The origin's client API with blob bytes from the swarm. The recipe is asked of the
-    origin on every read (36 bytes per ~20 KiB chunk, under 0.2 % of the blob): a blob
-    deleted there is gone here too, whatever the cache still holds."""
+class EdgeNode(_SwarmReads, RemoteNode):
+    """The origin's client API with blob bytes from the swarm."""
 
     def __init__(self, swarm: EdgeSwarm, origin: str, tls: TlsFiles | None = None) -> None:
         super().__init__(origin, tls=tls)
         self.swarm = swarm
 
-    async def read_blob(self, digest: str, offset: int = 0, length: int | None = None
-                        ) -> AsyncIterator[bytes]:
-        recipe = await self.get_recipe(digest)
-        async for piece in _swarm_read(self.swarm, recipe, digest, offset, length):
-            yield piece
 
-    async def close(self) -> None:
-        await self.swarm.close()
-        await super().close()
-
-
-class ClusterEdgeNode(ClusterNode):
+class ClusterEdgeNode(_SwarmReads, ClusterNode):
     """A cluster's client API with blob bytes from the swarm: metadata, recipes and pushes
     go to the members by placement, as from a gateway (`shoal gateway --cluster`)."""
 
@@ -73,34 +77,13 @@ class ClusterEdgeNode(ClusterNode):
         super().__init__(members)
         self.swarm = swarm
 
-    async def read_blob(self, digest: str, offset: int = 0, length: int | None = None
-                        ) -> AsyncIterator[bytes]:
-        recipe = await self.get_recipe(digest)
-        async for piece in _swarm_read(self.swarm, recipe, digest, offset, length):
-            yield piece
-
-    async def close(self) -> None:
-        await self.swarm.close()
-        await super().close()
-
 
 async def start_peer_server(swarm: EdgeSwarm, listen: str, limit: int = DEFAULT_SERVE_LIMIT,
                             tls: TlsFiles | None = None) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(options=GRPC_OPTIONS)
     swarm.peer = PeerService(swarm.cache, limit)
     swarm_pb2_grpc.add_PeerServicer_to_server(swarm.peer, server)
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # no stub
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if tls is not None:
-        port = server.add_secure_port(listen, tls.server_credentials())
-    else:
-        port = server.add_insecure_port(listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {listen}")
-    await server.start()
-    for service in ("", "shoal.v1.Peer"):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return server, port
+    return server, await listen_and_start(server, listen, tls, ["", "shoal.v1.Peer"])
 
 
 def advertised(peer_listen: str, port: int, advertise: str | None) -> str:

@@ -129,6 +129,14 @@ def _https_options(command: argparse._ActionsContainer) -> None:
                          help="the private key of --tls-cert")
 
 
+def _node_tls_options(group: argparse._ActionsContainer, whose: str = "a client") -> None:
+    """--node-cert/--node-key/--node-ca: mutual TLS with a node or cluster member."""
+    group.add_argument("--node-cert", type=Path, metavar="PEM",
+                       help=f"{whose} certificate for mutual TLS with the node")
+    group.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
+    group.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
+
+
 def _guard(auth: Path | None, data: Path) -> Guard | None:
     if auth is None:
         return None
@@ -294,10 +302,7 @@ def _parser() -> argparse.ArgumentParser:
     store.add_argument("--node", metavar="HOST:PORT", help="gRPC address of the storage node")
     store.add_argument("--cluster", type=Path, metavar="FILE",
                        help="store in the cluster this file describes")
-    backend.add_argument("--node-cert", type=Path, metavar="PEM",
-                         help="this gateway's certificate for mutual TLS with the node")
-    backend.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
-    backend.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
+    _node_tls_options(backend, "this gateway's")
     network = gateway.add_argument_group("network")
     network.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
                          metavar="HOST:PORT", help=f"HTTP address (default: {DEFAULT_LISTEN})")
@@ -408,11 +413,7 @@ def _parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print the report as JSON")
     output.add_argument("-v", "--verbose", action="store_true",
                         help="also list the digests of the blobs deleted")
-    tls = gc.add_argument_group("mutual TLS with a node")
-    tls.add_argument("--node-cert", type=Path, metavar="PEM",
-                     help="a client certificate, for a node that requires mutual TLS")
-    tls.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
-    tls.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
+    _node_tls_options(gc.add_argument_group("mutual TLS with a node"))
 
     retention = _command(
         commands, "retention", "delete the tags and manifests retention policies let go",
@@ -432,11 +433,7 @@ def _parser() -> argparse.ArgumentParser:
     retention.add_argument("--dry-run", action="store_true",
                            help="only report what would go; change nothing")
     retention.add_argument("--json", action="store_true", help="print the report as JSON")
-    tls = retention.add_argument_group("mutual TLS with a node")
-    tls.add_argument("--node-cert", type=Path, metavar="PEM",
-                     help="a client certificate, for a node that requires mutual TLS")
-    tls.add_argument("--node-key", type=Path, metavar="PEM", help="its private key")
-    tls.add_argument("--node-ca", type=Path, metavar="PEM", help="the cluster CA")
+    _node_tls_options(retention.add_argument_group("mutual TLS with a node"))
 
     cluster = _command(
         commands, "cluster", "run a whole cluster on this machine as plain processes",

@@ -71,6 +71,19 @@ class BlobSweeper:
 
         return self._index.read(run)
 
+    def restamp(self, pacer: Pacer, cluster_live: frozenset[str] | None = None) -> BlobSurvey:
+        """A real run's survey: stamps of blobs referenced again (or gone) dropped, blobs newly
+        found unreferenced stamped, and the survey taken again after (only that later
+        snapshot may let them go)."""
+        survey = self.survey(cluster_live)
+        self.forget(sorted(d for d in survey.stamps if d in survey.live or d not in survey.all),
+                    pacer)
+        fresh = sorted(survey.unstamped)
+        if fresh:
+            self.stamp(fresh, pacer)
+            survey = self.survey(cluster_live)
+        return survey
+
     def stamp(self, digests: Sequence[str], pacer: Pacer) -> None:
         """Stamp `digests` as unreferenced from now. Only a later snapshot may let them go:
         one taken before the stamp could have missed a reference made meanwhile."""

@@ -107,14 +107,8 @@ class MemberCollector:
         used = ChunkFilter(bits, hashes)
 
         def work(pacer: Pacer) -> GcReport:
-            survey = self._blobs.survey(live)
-            if not dry_run:
-                self._blobs.forget(sorted(d for d in survey.stamps
-                                          if d in survey.live or d not in survey.all), pacer)
-                fresh = sorted(survey.unstamped)
-                if fresh:
-                    self._blobs.stamp(fresh, pacer)
-                    survey = self._blobs.survey(live)
+            survey = (self._blobs.survey(live) if dry_run
+                      else self._blobs.restamp(pacer, live))
             now = self._node.chunks.clock()
             going, waiting = going_blobs(survey, now, now - self.config.grace_ms)
             report = GcReport(dry_run, blobs_waiting=waiting)

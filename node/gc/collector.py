@@ -209,14 +209,7 @@ class GarbageCollector:
         """Survey the node and work out what goes. A real run first stamps what it finds
         newly unreferenced, and surveys blobs again after (see node/gc/blobs.py)."""
         node = self._node
-        survey = self._blobs.survey()
-        if not dry_run:
-            self._blobs.forget(sorted(d for d in survey.stamps
-                                      if d in survey.live or d not in survey.all), pacer)
-            fresh = sorted(survey.unstamped)
-            if fresh:
-                self._blobs.stamp(fresh, pacer)
-                survey = self._blobs.survey()
+        survey = self._blobs.survey() if dry_run else self._blobs.restamp(pacer)
         chunks = self._chunks.survey(pacer)
         if not dry_run:
             stale = sorted(c for c in chunks.stamps if c not in chunks.zero)

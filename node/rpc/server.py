@@ -370,6 +370,13 @@ async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
         services.append("shoal.v1.Admin")
     for add in extra:
         add(server)
+    return server, await listen_and_start(server, listen, tls, services)
+
+
+async def listen_and_start(server: grpc.aio.Server, listen: str, tls: TlsFiles | None,
+                           services: Sequence[str]) -> int:
+    """Add the standard health service (reporting `services` as serving once started),
+    bind `listen` (with mutual TLS when `tls` is given), start; returns the bound port."""
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # no stub
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls is not None:
@@ -381,4 +388,4 @@ async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
     await server.start()
     for service in services:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return server, port
+    return port

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from nodetest import free_port
@@ -165,3 +166,16 @@ def stopping(*procs: Proc) -> Iterator[None]:
     finally:
         for proc in procs:
             proc.stop()
+
+
+def pull_all(edges: list[Edge], repository: str, digest: str) -> list[str | BaseException]:
+    """Every edge pulls at once; each one's digest, or the error it met (the caller decides
+    which failures are expected)."""
+    def pull(edge: Edge) -> str | BaseException:
+        try:
+            return edge.pull(repository, digest)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(edges)) as pool:
+        return list(pool.map(pull, edges))

@@ -5,15 +5,11 @@ the members together send fewer bytes than one copy per edge."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from cluster.clustertest import ClusterProcesses, running_cluster, top_level_support
-from swarmtest import Edge, metric, stopping
+from swarmtest import Edge, metric, pull_all, stopping
 
 from node.cluster import placement
 from node.rpc.tls import TlsFiles
@@ -21,24 +17,6 @@ from node.rpc.tls import TlsFiles
 MiB = 1 << 20
 
 
-@pytest.fixture
-def root() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="shoal-swarm-cluster-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def pull_all(edges: list[Edge], repository: str, digest: str) -> list[str | BaseException]:
-    def pull(edge: Edge) -> str | BaseException:
-        try:
-            return edge.pull(repository, digest)
-        except Exception as exc:  # reported by the caller's assertion
-            return exc
-
-    with ThreadPoolExecutor(len(edges)) as pool:
-        return list(pool.map(pull, edges))
 
 
 def members_sent(cluster: ClusterProcesses) -> float:
@@ -47,9 +25,9 @@ def members_sent(cluster: ClusterProcesses) -> float:
                for m in cluster.nodes)
 
 
-def test_an_edge_in_front_of_a_cluster_pushes_and_pulls_correct_bytes(root: Path) -> None:
-    with running_cluster(root, n=3, replicas=2, metrics=True) as cluster:
-        edge = Edge(root, "edge0", cluster.file)
+def test_an_edge_in_front_of_a_cluster_pushes_and_pulls_correct_bytes(scratch: Path) -> None:
+    with running_cluster(scratch, n=3, replicas=2, metrics=True) as cluster:
+        edge = Edge(scratch, "edge0", cluster.file)
         with stopping(edge):
             data = os.urandom(12 * MiB)
             digest = edge.push("lib/app", data)
@@ -63,9 +41,9 @@ def test_an_edge_in_front_of_a_cluster_pushes_and_pulls_correct_bytes(root: Path
 
 
 @pytest.mark.parametrize("edges", [2, 4])
-def test_edges_in_front_of_a_cluster_feed_each_other(root: Path, edges: int) -> None:
-    with running_cluster(root, n=3, replicas=2, metrics=True) as cluster:
-        hosts = [Edge(root, f"edge{i}", cluster.file) for i in range(edges)]
+def test_edges_in_front_of_a_cluster_feed_each_other(scratch: Path, edges: int) -> None:
+    with running_cluster(scratch, n=3, replicas=2, metrics=True) as cluster:
+        hosts = [Edge(scratch, f"edge{i}", cluster.file) for i in range(edges)]
         with stopping(*hosts):
             data = os.urandom(32 * MiB)
             digest = hosts[0].push("lib/app", data)
@@ -77,12 +55,12 @@ def test_edges_in_front_of_a_cluster_feed_each_other(root: Path, edges: int) -> 
             assert sum(e.received("peer") for e in hosts) > 0
 
 
-def test_edges_speak_the_clusters_mutual_tls(root: Path) -> None:
-    pki = top_level_support().make_pki(root)
+def test_edges_speak_the_clusters_mutual_tls(scratch: Path) -> None:
+    pki = top_level_support().make_pki(scratch)
     # One certificate (for 127.0.0.1) for members and edges, as server and as client.
     tls = TlsFiles(pki["server_cert"], pki["server_key"], pki["ca"])
-    with running_cluster(root, n=3, replicas=2, tls=tls) as cluster:
-        hosts = [Edge(root, f"edge{i}", cluster.file) for i in range(2)]
+    with running_cluster(scratch, n=3, replicas=2, tls=tls) as cluster:
+        hosts = [Edge(scratch, f"edge{i}", cluster.file) for i in range(2)]
         with stopping(*hosts):
             data = os.urandom(16 * MiB)
             digest = hosts[0].push("secure/app", data)
@@ -90,9 +68,9 @@ def test_edges_speak_the_clusters_mutual_tls(root: Path) -> None:
             assert hosts[0].received("owner") + hosts[1].received("owner") > 0
 
 
-def test_a_blobs_first_owner_down_the_next_one_serves_edges(root: Path) -> None:
-    with running_cluster(root, n=3, replicas=2) as cluster:
-        pusher = Edge(root, "pusher", cluster.file)
+def test_a_blobs_first_owner_down_the_next_one_serves_edges(scratch: Path) -> None:
+    with running_cluster(scratch, n=3, replicas=2) as cluster:
+        pusher = Edge(scratch, "pusher", cluster.file)
         with stopping(pusher):
             data = os.urandom(8 * MiB)
             digest = pusher.push("lib/app", data)
@@ -100,6 +78,6 @@ def test_a_blobs_first_owner_down_the_next_one_serves_edges(root: Path) -> None:
         cluster.nodes[first.id].stop()
         # Edges that start now know the member is down: the blob's next owner keeps its
         # holders and relays the chunks it lacks from the live members holding them.
-        hosts = [Edge(root, f"edge{i}", cluster.file) for i in range(2)]
+        hosts = [Edge(scratch, f"edge{i}", cluster.file) for i in range(2)]
         with stopping(*hosts):
             assert pull_all(hosts, "lib/app", digest) == [digest] * 2

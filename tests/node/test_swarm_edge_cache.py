@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from swarmtest import Edge, Origin, stopping
 
 from node.swarm.client import SwarmClient
 
 MiB = 1 << 20
 
-
-@pytest.fixture
-def root() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="shoal-swarm-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def held_by(origin: Origin, edge: Edge, digest: str) -> int:
@@ -42,10 +30,10 @@ def held_by(origin: Origin, edge: Edge, digest: str) -> int:
     return asyncio.run(ask())
 
 
-def test_a_full_cache_evicts_and_still_serves_pulls(root: Path) -> None:
-    origin = Origin(root)
+def test_a_full_cache_evicts_and_still_serves_pulls(scratch: Path) -> None:
+    origin = Origin(scratch)
     with stopping(origin):
-        edge = Edge(root, "edge", origin, "--cache-size", "10M")
+        edge = Edge(scratch, "edge", origin, "--cache-size", "10M")
         with stopping(edge):
             first = os.urandom(8 * MiB)
             second = os.urandom(8 * MiB)
@@ -73,34 +61,36 @@ def test_a_full_cache_evicts_and_still_serves_pulls(root: Path) -> None:
             assert edge.counter("shoal_edge_cache_bytes") <= 10 * MiB
 
 
-def test_an_edge_that_stops_is_no_longer_listed(root: Path) -> None:
-    origin = Origin(root)
+def pulled_and_listed(origin: Origin, edge: Edge) -> str:
+    """Push a blob through `edge`, pull it back, and wait until the origin lists `edge`
+    as holding it; returns its digest."""
+    digest = edge.push("lib/a", os.urandom(2 * MiB))
+    assert edge.pull("lib/a", digest) == digest
+    deadline = time.monotonic() + 20
+    while held_by(origin, edge, digest) == 0:
+        assert time.monotonic() < deadline, "never announced"
+        time.sleep(0.1)
+    return digest
+
+
+def test_an_edge_that_stops_is_no_longer_listed(scratch: Path) -> None:
+    origin = Origin(scratch)
     with stopping(origin):
-        edge = Edge(root, "edge", origin)
+        edge = Edge(scratch, "edge", origin)
         with stopping(edge):
-            digest = edge.push("lib/a", os.urandom(2 * MiB))
-            assert edge.pull("lib/a", digest) == digest
-            deadline = time.monotonic() + 20
-            while held_by(origin, edge, digest) == 0:
-                assert time.monotonic() < deadline, "never announced"
-                time.sleep(0.1)
+            digest = pulled_and_listed(origin, edge)
         assert edge.proc.returncode == 0
         assert held_by(origin, edge, digest) == 0  # it said it was leaving
 
 
-def test_an_edge_restarted_after_a_crash_is_not_listed_for_what_it_lost(root: Path) -> None:
-    origin = Origin(root)
+def test_an_edge_restarted_after_a_crash_is_not_listed_for_what_it_lost(scratch: Path) -> None:
+    origin = Origin(scratch)
     with stopping(origin):
-        edge = Edge(root, "edge", origin)
+        edge = Edge(scratch, "edge", origin)
         with stopping(edge):
-            digest = edge.push("lib/a", os.urandom(2 * MiB))
-            assert edge.pull("lib/a", digest) == digest
-            deadline = time.monotonic() + 20
-            while held_by(origin, edge, digest) == 0:
-                assert time.monotonic() < deadline, "never announced"
-                time.sleep(0.1)
+            digest = pulled_and_listed(origin, edge)
             edge.kill()
-        again = Edge(root, "edge", origin, like=edge)  # its cache wiped, its lease alive
+        again = Edge(scratch, "edge", origin, like=edge)  # its cache wiped, its lease alive
         with stopping(again):
             deadline = time.monotonic() + 20
             while held_by(origin, again, digest) > 0:

@@ -4,47 +4,24 @@ on loopback. The origin's own counter of bytes served measures what the swarm sa
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-from swarmtest import Edge, Origin, metric, stopping
+from swarmtest import Edge, Origin, metric, pull_all, stopping
 
 MiB = 1 << 20
 
 
-@pytest.fixture
-def root() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="shoal-swarm-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
-def pull_all(edges: list[Edge], repository: str, digest: str) -> list[str | BaseException]:
-    def pull(edge: Edge) -> str | BaseException:
-        try:
-            return edge.pull(repository, digest)
-        except Exception as exc:  # the caller decides which failures are expected
-            return exc
-
-    with ThreadPoolExecutor(len(edges)) as pool:
-        return list(pool.map(pull, edges))
-
-
-def test_four_edges_pull_one_blob_and_the_origin_sends_it_about_once(root: Path) -> None:
-    origin = Origin(root)
+def test_four_edges_pull_one_blob_and_the_origin_sends_it_about_once(scratch: Path) -> None:
+    origin = Origin(scratch)
     with stopping(origin):
-        edges = [Edge(root, f"edge{i}", origin) for i in range(4)]
+        edges = [Edge(scratch, f"edge{i}", origin) for i in range(4)]
         with stopping(*edges):
             data = os.urandom(48 * MiB)
             digest = edges[0].push("lib/app", data)
@@ -63,10 +40,10 @@ def test_four_edges_pull_one_blob_and_the_origin_sends_it_about_once(root: Path)
             assert edges[1].received("cache") >= len(data)
 
 
-def test_an_edge_killed_mid_transfer_costs_the_others_nothing(root: Path) -> None:
-    origin = Origin(root)
+def test_an_edge_killed_mid_transfer_costs_the_others_nothing(scratch: Path) -> None:
+    origin = Origin(scratch)
     with stopping(origin):
-        edges = [Edge(root, f"edge{i}", origin) for i in range(4)]
+        edges = [Edge(scratch, f"edge{i}", origin) for i in range(4)]
         victim = edges[0]
         with stopping(*edges):
             data = os.urandom(64 * MiB)
@@ -87,10 +64,10 @@ def test_an_edge_killed_mid_transfer_costs_the_others_nothing(root: Path) -> Non
             assert results[1:] == [digest] * 3
 
 
-def test_a_blob_pushed_through_an_edge_lands_on_the_origin(root: Path) -> None:
-    origin = Origin(root)
+def test_a_blob_pushed_through_an_edge_lands_on_the_origin(scratch: Path) -> None:
+    origin = Origin(scratch)
     with stopping(origin):
-        a, b = Edge(root, "a", origin), Edge(root, "b", origin)
+        a, b = Edge(scratch, "a", origin), Edge(scratch, "b", origin)
         with stopping(a, b):
             data = os.urandom(3 * MiB)
             digest = a.push("lib/tool", data)
@@ -99,10 +76,10 @@ def test_a_blob_pushed_through_an_edge_lands_on_the_origin(root: Path) -> None:
             assert b.received("owner") + b.received("peer") >= len(data)
 
 
-def test_without_p2p_every_byte_comes_from_the_origin(root: Path) -> None:
-    origin = Origin(root)
+def test_without_p2p_every_byte_comes_from_the_origin(scratch: Path) -> None:
+    origin = Origin(scratch)
     with stopping(origin):
-        edges = [Edge(root, f"edge{i}", origin, "--no-p2p") for i in range(2)]
+        edges = [Edge(scratch, f"edge{i}", origin, "--no-p2p") for i in range(2)]
         with stopping(*edges):
             data = os.urandom(12 * MiB)
             digest = edges[0].push("lib/app", data)
@@ -112,25 +89,25 @@ def test_without_p2p_every_byte_comes_from_the_origin(root: Path) -> None:
             assert all(e.received("peer") == 0 for e in edges)
 
 
-def test_a_peer_serving_wrong_bytes_is_put_aside_and_the_pull_succeeds(root: Path) -> None:
-    origin = Origin(root)
+def test_a_peer_serving_wrong_bytes_is_put_aside_and_the_pull_succeeds(scratch: Path) -> None:
+    origin = Origin(scratch)
     with stopping(origin):
-        pusher = Edge(root, "pusher", origin)
+        pusher = Edge(scratch, "pusher", origin)
         with stopping(pusher):
             data = os.urandom(16 * MiB)
             digest = pusher.push("lib/app", data)
-        port_file = root / "evil.port"
-        log = (root / "evil.log").open("wb")
+        port_file = scratch / "evil.port"
+        log = (scratch / "evil.log").open("wb")
         evil = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("evil_peer.py")), origin.target,
              digest, str(port_file)], stdout=log, stderr=log, start_new_session=True)
         try:
             deadline = time.monotonic() + 30
             while not port_file.exists() or not port_file.read_text().endswith("\n"):
-                assert evil.poll() is None, (root / "evil.log").read_text()
+                assert evil.poll() is None, (scratch / "evil.log").read_text()
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-            edge = Edge(root, "victim", origin)
+            edge = Edge(scratch, "victim", origin)
             with stopping(edge):
                 assert edge.pull("lib/app", digest) == digest
                 assert edge.counter("shoal_edge_rejected_chunks_total") >= 1
@@ -141,10 +118,10 @@ def test_a_peer_serving_wrong_bytes_is_put_aside_and_the_pull_succeeds(root: Pat
             log.close()
 
 
-def test_an_origin_at_its_cap_answers_busy_and_every_pull_completes(root: Path) -> None:
-    origin = Origin(root, "--serve-limit", "1")
+def test_an_origin_at_its_cap_answers_busy_and_every_pull_completes(scratch: Path) -> None:
+    origin = Origin(scratch, "--serve-limit", "1")
     with stopping(origin):
-        edges = [Edge(root, f"edge{i}", origin, "--no-p2p") for i in range(3)]
+        edges = [Edge(scratch, f"edge{i}", origin, "--no-p2p") for i in range(3)]
         with stopping(*edges):
             data = os.urandom(12 * MiB)
             digest = edges[0].push("lib/app", data)
