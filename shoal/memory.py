@@ -10,7 +10,7 @@ page faults and halved pull throughput) apart from the rare larger buffers, whic
 back to the system as soon as they are freed. The heap keeps up to 16 MiB free at its
 top rather than trimming it back each time: gRPC frees and reallocates its send and receive
 buffers per message, and a 4 MiB trim threshold made every 1 MiB message fault its pages
-in afresh (measured on one gRPC stream: 310 MB/s at 4 MiB, 800-1000 MB/s at 16 MiB, the
+in afresh (measured on one gRPC stream: 307-350 MB/s at 4 MiB, 785-1054 MB/s at 16 MiB, the
 server's CPU per MB down from 3.1 to 0.9 ms). Fewer arenas keep worker threads from each
 growing a heap of their own.
 """
