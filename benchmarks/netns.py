@@ -185,6 +185,18 @@ class Topology:
         if result.returncode != 0:
             raise RuntimeError(f"tc -n {ns} -batch on {dev} failed: {result.stderr.strip()}")
 
+    def port_bytes(self) -> dict[str, tuple[int, int]]:
+        """Every link's (sent, received) bytes as its host sees them, read at once from the
+        bridge's ends of the veths (one `ip` call, so a sampler can afford it often)."""
+        out = run(["ip", "-n", self.switch, "-s", "-j", "link", "show"])
+        by_port = {}
+        for link in json.loads(out):
+            stats = link.get("stats64")
+            if stats is not None:
+                # The bridge's end receives what the host sends, and sends what it receives.
+                by_port[link["ifname"]] = (int(stats["rx"]["bytes"]), int(stats["tx"]["bytes"]))
+        return {h.ns: by_port.get(h.port, (0, 0)) for h in [self.origin, *self.hosts]}
+
     def qdiscs(self) -> dict[str, str]:
         """What tc says is installed, per namespace, for the record."""
         shown = {}

@@ -75,6 +75,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,6 +291,60 @@ def kill_clients(clients: list[Client]) -> None:
             client.popen.wait(timeout=10)
 
 
+class LinkSampler:
+    """Samples every link's byte counters every `every` seconds while a mode runs: where a
+    run loses time against S/B (an idle origin, a host whose downlink waits) shows here."""
+
+    def __init__(self, topo: Topology, every: float = 0.25) -> None:
+        self.topo = topo
+        self.every = every
+        self.samples: list[tuple[float, dict[str, tuple[int, int]]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self, go: float) -> None:
+        self.go = go
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                self.samples.append((time.monotonic() - self.go, self.topo.port_bytes()))
+            self._stop.wait(self.every)
+
+    def summary(self, unit: float, rate_bit: int) -> dict[str, Any]:
+        """Per tenth of S/B: the origin's link and the hosts' downlinks (mean, minimum) as
+        fractions of B; and by when the origin had sent 99 % of what it sent."""
+        if len(self.samples) < 2:
+            return {}
+        t0, first = self.samples[0]
+        origin = self.topo.origin.ns
+        hosts = [h.ns for h in self.topo.hosts]
+        per_second = rate_bit / 8
+        step = unit / 10
+        rows = []
+        edge = step
+        prev_t, prev = t0, first
+        for t, counts in self.samples[1:]:
+            if t < edge and (t, counts) != self.samples[-1]:
+                continue
+            span = max(t - prev_t, 1e-9)
+            down = [(counts[h][1] - prev[h][1]) / span / per_second for h in hosts]
+            rows.append({"until_s_over_b": t / unit,
+                         "origin_up": (counts[origin][0] - prev[origin][0]) / span / per_second,
+                         "hosts_down_mean": statistics.mean(down), "hosts_down_min": min(down)})
+            prev_t, prev = t, counts
+            edge = t + step
+        last = self.samples[-1][1][origin][0] - first[origin][0]
+        done_at = next(t for t, c in self.samples if c[origin][0] - first[origin][0] >= 0.99 * last)
+        return {"every_s": self.every, "origin_99pct_sent_s_over_b": done_at / unit,
+                "tenths": rows, "samples": [(t, c) for t, c in self.samples]}
+
+
 @dataclass
 class ModeRun:
     mode: str
@@ -334,13 +389,16 @@ def run_mode(mode: str, topo: Topology, origin: Origin, blob: Blob, work: Path,
                       [("origin_node", origin.node), ("origin_gateway", origin.gateway),
                        *services.items()]}
         busy_before = machine_busy()
+        sampler = LinkSampler(topo)
         go = time.monotonic()
+        sampler.start(go)
         for client in clients:
             assert client.popen.stdin is not None
             client.popen.stdin.write("go\n")
             client.popen.stdin.flush()
         read_lines(clients, go + timeout)
         wall = time.monotonic() - go
+        sampler.stop()
         busy_after = machine_busy()
         cpu_after = {name: cpu_seconds(p.pid) for name, p in
                      [("origin_node", origin.node), ("origin_gateway", origin.gateway),
@@ -400,6 +458,7 @@ def run_mode(mode: str, topo: Topology, origin: Origin, blob: Blob, work: Path,
         "origin_cores": sum(origin_cpu.values()) / wall,
         "machine_busy_cores": (busy_after[0] - busy_before[0]) / wall,
         "cores_at_rate": cores_at_rate(result.hosts, origin_cpu, egress, args.rate_bit),
+        "links": sampler.summary(unit, args.rate_bit),
     }
     return result
 
@@ -445,6 +504,12 @@ def print_mode(run: ModeRun, n: int) -> None:
     if f["machine_busy_cores"] > 0.9 * (os.cpu_count() or 1):
         print("           note: the machine's cores were saturated (this run or other work): "
               "times, and retransmitted bytes in the egress, measure the CPU, not the links")
+    if links := f.get("links"):
+        tenths = links["tenths"]
+        print(f"           origin sent 99 % by {links['origin_99pct_sent_s_over_b']:.2f} S/B; "
+              "link use per tenth of S/B, origin up / hosts down mean (min):")
+        print("           " + " ".join(f"{r['origin_up']:.2f}/{r['hosts_down_mean']:.2f}"
+                                       f"({r['hosts_down_min']:.2f})" for r in tenths[:16]))
     rss = [h["service_peak_rss_mib"] for h in run.hosts if h["service_peak_rss_mib"]]
     origin = f["origin_peak_rss_mib"]
     print(f"           peak RSS MiB: origin node {origin['origin_node'] or 0:.0f}, gateway "

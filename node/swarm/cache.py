@@ -16,6 +16,7 @@ runs in worker threads; the index is only touched on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections import Counter, OrderedDict
@@ -29,6 +30,7 @@ from node.errors import NotFound
 from node.swarm.holders import Holding
 
 LANDING_WAIT = 10.0         # a peer asked for chunks still arriving here waits this long
+RUN_BYTES = 1 << 20         # most chunk bytes read for a peer at once (one gRPC message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,14 +126,19 @@ class ChunkCache:
             if future is not None and not future.done():
                 future.set_result(i in self._entries)
 
-    async def write(self, chunks: Sequence[StoredChunk]) -> None:
-        """Store verified chunks as one new segment; visible (and landed) on return."""
+    async def write(self, chunks: Sequence[StoredChunk],
+                    verify: Callable[[Sequence[StoredChunk]], None] | None = None) -> None:
+        """Store chunks as one new segment; visible (and landed) on return. `verify`, when
+        given, checks them first in the same worker thread (one hop off the event loop
+        per message, not two); when it raises, nothing of them is stored."""
         number = self._next
         self._next += 1
         segment = _Segment(number, self.folder / f"seg-{number:08d}")
         self._segments[number] = segment
 
         def run() -> list[tuple[int, int]]:
+            if verify is not None:
+                verify(chunks)
             spots = []
             with segment.path.open("wb") as f:
                 offset = 0
@@ -196,20 +203,30 @@ class ChunkCache:
             raise NotFound("cached chunks were evicted or damaged")
         return [c for c in found if isinstance(c, StoredChunk)]
 
-    async def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
-        """For peers: chunks in order, waiting a while for those still landing here."""
-        step = 64
-        for start in range(0, len(ids), step):
-            batch = ids[start:start + step]
-            for i in batch:
-                future = self._landing.get(i)
-                if i not in self._entries and future is not None:
-                    try:
+    async def chunk_runs(self, ids: Sequence[bytes]) -> AsyncIterator[list[StoredChunk]]:
+        """For peers: chunks in order, in runs of what is here, each yielded as soon as it
+        is (a piece still landing is relayed as it lands, not once it is whole); a chunk
+        still landing is waited for a while. NotFound at the first chunk neither here nor
+        landing in time."""
+        at = 0
+        while at < len(ids):
+            cid = ids[at]
+            if cid not in self._entries:
+                future = self._landing.get(cid)
+                if future is not None:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(asyncio.shield(future), LANDING_WAIT)
-                    except TimeoutError:
-                        break
-            for chunk in await self.read(batch):
-                yield chunk
+                if cid not in self._entries:
+                    raise NotFound(f"chunk {cid.hex()} is not cached")
+            stop, size = at, 0
+            while stop < len(ids) and size < RUN_BYTES:
+                entry = self._entries.get(ids[stop])
+                if entry is None:
+                    break
+                size += entry.stored_length
+                stop += 1
+            yield await self.read(ids[at:stop])
+            at = stop
 
     # -- eviction ------------------------------------------------------------------------
 

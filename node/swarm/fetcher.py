@@ -261,9 +261,8 @@ class Download:
         expected = piece.ids[start:start + len(chunks)]
         if [c.id for c in chunks] != expected:
             raise DataLoss("answered with other chunks than asked")
-        await asyncio.to_thread(_verify, chunks)
         swarm = self.swarm
-        await swarm.cache.write(chunks)
+        await swarm.cache.write(chunks, verify=_verify)
         bits = swarm.cache.mark(self.digest, self.count, cursor, expected)
         cursor += len(chunks)
         piece.next = cursor

@@ -18,7 +18,7 @@ from node.api import StoredChunk
 from node.cluster.chunks import ClusterChunks
 from node.local import LocalNode
 from node.swarm.holders import HolderBook
-from node.swarm.service import DEFAULT_SERVE_LIMIT, ChunkSource, PeerService, add_owner_services
+from node.swarm.service import DEFAULT_SERVE_LIMIT, ChunkReader, PeerService, add_owner_services
 
 RELAY_WINDOW = 64           # chunks (~1.3 MiB) asked of other members at a time
 
@@ -55,7 +55,7 @@ class OwnerSwarm:
         self.node = node
         self.book = HolderBook()
         self.serve_limit = serve_limit
-        self.source: ChunkSource = node if cluster is None else MemberChunks(node, cluster)
+        self.source: ChunkReader = node if cluster is None else MemberChunks(node, cluster)
         self.peer: PeerService | None = None
 
     async def _chunk_count(self, digest: str) -> int | None:

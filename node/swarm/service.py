@@ -29,12 +29,45 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 DEFAULT_SERVE_LIMIT = 8     # concurrent Fetch streams: a few saturate a link, more only queue
 BUSY_RETRY_MS = 200
+OWNER_RUN_BYTES = 256 << 10
 
 
 class ChunkSource(Protocol):
-    def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
-        """Chunks in the order asked, as stored; NotFound at the first one not held."""
+    def chunk_runs(self, ids: Sequence[bytes]) -> AsyncIterator[Sequence[StoredChunk]]:
+        """Chunks in the order asked, as stored, in runs of at most about MESSAGE_BYTES:
+        each run is what the source has at hand, sent on at once. NotFound at the first
+        chunk not held."""
         ...
+
+
+class ChunkReader(Protocol):
+    def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]: ...
+
+
+class Runs:
+    """A ChunkSource over a store that yields chunks one by one (a node's, a cluster
+    member's): runs of `run_bytes`.
+
+    An owner sends small runs (OWNER_RUN_BYTES): an edge relays a chunk only once it has
+    landed, so the first relay of a piece still on its way from the owner forwards it a
+    quarter of a piece behind, not a whole piece.
+    """
+
+    def __init__(self, store: ChunkReader, run_bytes: int) -> None:
+        self.store = store
+        self.run_bytes = run_bytes
+
+    async def chunk_runs(self, ids: Sequence[bytes]) -> AsyncIterator[Sequence[StoredChunk]]:
+        run: list[StoredChunk] = []
+        size = 0
+        async for chunk in self.store.get_chunks(ids):
+            run.append(chunk)
+            size += len(chunk.data)
+            if size >= self.run_bytes:
+                yield run
+                run, size = [], 0
+        if run:
+            yield run
 
 
 @dataclass(slots=True)
@@ -121,20 +154,21 @@ class PeerService(swarm_pb2_grpc.PeerServicer):
                     counters.redirects += 1
                     yield swarm_pb2.FetchResponse(busy=elsewhere)
                     return
-            batch: list[Any] = []
-            size = 0
-            async for chunk in self.source.get_chunks(ids):
-                batch.append(convert.chunk_to_pb(chunk))
-                size += len(chunk.data)
-                if size >= MESSAGE_BYTES:
-                    # Counted as handed to gRPC: the generator resumes after a yield only
-                    # when the next message is wanted, so a count after it would lag.
+            async for run in self.source.chunk_runs(ids):
+                batch: list[Any] = []
+                size = 0
+                for chunk in run:
+                    batch.append(convert.chunk_to_pb(chunk))
+                    size += len(chunk.data)
+                    if size >= MESSAGE_BYTES:
+                        # Counted as handed to gRPC: the generator resumes after a yield
+                        # only when the next message is wanted, so a count after would lag.
+                        self._sent(len(batch), size)
+                        yield swarm_pb2.FetchResponse(chunks=batch)
+                        batch, size = [], 0
+                if batch:
                     self._sent(len(batch), size)
                     yield swarm_pb2.FetchResponse(chunks=batch)
-                    batch, size = [], 0
-            if batch:
-                self._sent(len(batch), size)
-                yield swarm_pb2.FetchResponse(chunks=batch)
         except (NodeError, ValueError, OSError) as exc:
             await _abort(context, exc)
         finally:
@@ -171,11 +205,11 @@ class PeerService(swarm_pb2_grpc.PeerServicer):
         self.counters.sent_chunks += chunks
 
 
-def add_owner_services(server: grpc.aio.Server, source: ChunkSource, book: HolderBook,
+def add_owner_services(server: grpc.aio.Server, store: ChunkReader, book: HolderBook,
                        chunk_count: Callable[[str], Awaitable[int | None]],
                        limit: int = DEFAULT_SERVE_LIMIT) -> PeerService:
     """Swarm and Peer on an owner node; returns the Peer service (for its counters)."""
     swarm_pb2_grpc.add_SwarmServicer_to_server(SwarmService(book), server)
-    peer = PeerService(source, limit, book, chunk_count)
+    peer = PeerService(Runs(store, OWNER_RUN_BYTES), limit, book, chunk_count)
     swarm_pb2_grpc.add_PeerServicer_to_server(peer, server)
     return peer

@@ -75,7 +75,7 @@ async def test_a_peer_waits_for_chunks_still_landing(scratch: Path) -> None:
     cache.expect(ids)
 
     async def serve() -> list[StoredChunk]:
-        return [c async for c in cache.get_chunks(ids)]
+        return [c async for run in cache.chunk_runs(ids) for c in run]
 
     waiting = asyncio.create_task(serve())
     await asyncio.sleep(0.05)
@@ -92,5 +92,5 @@ async def test_a_chunk_that_never_lands_is_not_found(scratch: Path) -> None:
     cache.settle(ids)  # the fetch failed
 
     with pytest.raises(NotFound):
-        async for _ in cache.get_chunks(ids):
+        async for _ in cache.chunk_runs(ids):
             pass
