@@ -1,9 +1,11 @@
 """The edge's chunk cache: reads checked, LRU eviction that spares pinned chunks and
-withdraws what it drops, damaged segments never served, peers waiting for landing chunks."""
+withdraws what it drops, damaged segments never served, peers waiting for landing chunks
+and sent what landed at once."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from node.api import StoredChunk
 from node.errors import NotFound
 from node.swarm.cache import ChunkCache
 from node.swarm.holders import Holding
+from node.swarm.service import Runs
 
 
 async def open_cache(folder: Path, limit: int) -> tuple[ChunkCache, list[Holding]]:
@@ -82,6 +85,43 @@ async def test_a_peer_waits_for_chunks_still_landing(scratch: Path) -> None:
     assert not waiting.done()
     await cache.write(chunks)
     assert [c.id for c in await waiting] == ids
+
+
+async def test_a_peer_is_sent_what_landed_before_the_rest_lands(scratch: Path) -> None:
+    """Cut-through relaying: the chunks of a piece that have landed go out at once."""
+    cache, _ = await open_cache(scratch / "c", 1 << 30)
+    chunks = encode(random_bytes(400_000, seed=5))
+    assert len(chunks) >= 4
+    half = len(chunks) // 2
+    ids = [c.id for c in chunks]
+    cache.expect(ids)
+    await cache.write(chunks[:half])
+    runs = cache.chunk_runs(ids)
+    first = await asyncio.wait_for(anext(runs), 5)
+    assert [c.id for c in first] == ids[:half]
+    rest = asyncio.create_task(anext(runs))
+    await asyncio.sleep(0.05)
+    assert not rest.done()  # waits for the second half to land
+    await cache.write(chunks[half:])
+    assert [c.id for c in await asyncio.wait_for(rest, 5)] == ids[half:]
+    with pytest.raises(StopAsyncIteration):
+        await anext(runs)
+
+
+async def test_runs_from_a_store_are_cut_by_size() -> None:
+    chunks = encode(random_bytes(600_000, seed=6))
+
+    class Store:
+        async def get_chunks(self, ids: Sequence[bytes]) -> AsyncIterator[StoredChunk]:
+            for c in chunks:
+                yield c
+
+    runs = [run async for run in Runs(Store(), 100_000).chunk_runs([c.id for c in chunks])]
+    assert [c.id for run in runs for c in run] == [c.id for c in chunks]
+    assert len(runs) > 1
+    for run in runs[:-1]:
+        assert sum(len(c.data) for c in run) >= 100_000
+        assert sum(len(c.data) for c in run[:-1]) < 100_000
 
 
 async def test_a_chunk_that_never_lands_is_not_found(scratch: Path) -> None:
