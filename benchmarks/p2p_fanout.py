@@ -31,6 +31,11 @@ Without P2P the origin's link carries N·S, so the slowest host needs about N·S
 as root (namespaces, veths, tc). Everything it makes is named shoalb-<pid>-* and removed on
 exit, Ctrl-C, SIGTERM or an error; --clean-stale removes what a killed run left behind.
 
+Every link's byte counters are sampled every 0.25 s: the run prints, per tenth of S/B, the
+origin's uplink and the hosts' downlinks (mean and minimum) as fractions of B, and when the
+origin had sent 99 % of its bytes; the samples go to the JSON (`links`). That tells an
+origin that idles from hosts that wait on relays.
+
 Links are shared fairly between peers (netns.py says why); --shared-fifo gives each link
 one tail-drop FIFO instead. A note is printed when the machine's cores were saturated: the
 figures then measure the CPU, not the links.
