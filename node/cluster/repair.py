@@ -151,12 +151,24 @@ class Repairer:
                 try:
                     if await peer.call(peer.node.stat_blob(digest)) is not None:
                         continue
+                    # The peer may lack it because a client is deleting it from every
+                    # member right now (this list was read before): sending it would
+                    # bring a deleted blob back. Blob deletes keep no tombstone, so look
+                    # again here before and after the send, and undo a send that raced.
+                    if not await self._still_here(digest):
+                        continue
                     short += 1
                     await peer.call(peer.node.commit_blob(digest, Recipe.unpack(packed)))
+                    if not await self._still_here(digest):
+                        await peer.call(peer.node.delete_blob(digest))
+                        continue
                     log.info("repair: recipe of %s sent to %s", digest, peer.id)
                 except NodeError as exc:
                     log.debug("recipe %s to %s: %s", digest, peer.id, exc)
         return short
+
+    async def _still_here(self, digest: str) -> bool:
+        return await self.node.stat_blob(digest) is not None
 
     def _blobs(self) -> list[tuple[str, bytes]]:
         db = self.node.index.db("blobs")
