@@ -25,7 +25,7 @@ from node.cluster.membership import Membership
 from node.errors import InvalidArgument
 from node.recipe import Recipe
 from node.rpc.client import RemoteNode
-from node.rpc.options import GRPC_OPTIONS
+from node.rpc.options import SERVER_OPTIONS
 from node.rpc.server import listen_and_start
 from node.rpc.tls import TlsFiles
 from node.swarm.directory import ClusterOwners, OwnerDirectory, StaticOwners
@@ -80,7 +80,7 @@ class ClusterEdgeNode(_SwarmReads, ClusterNode):
 
 async def start_peer_server(swarm: EdgeSwarm, listen: str, limit: int = DEFAULT_SERVE_LIMIT,
                             tls: TlsFiles | None = None) -> tuple[grpc.aio.Server, int]:
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     swarm.peer = PeerService(swarm.cache, limit)
     swarm_pb2_grpc.add_PeerServicer_to_server(swarm.peer, server)
     return server, await listen_and_start(server, listen, tls, ["", "shoal.v1.Peer"])

@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 60.0
 
 
+def _bindable(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_server((host.strip("[]"), int(port))).close()
+    except OSError:
+        return False
+    return True
+
+
 def run(nodes: int, replicas: int, write_quorum: int | None, data: Path,
         listen: tuple[str, int], base_port: int, repair_interval: float) -> int:
     try:
@@ -32,6 +41,12 @@ def run(nodes: int, replicas: int, write_quorum: int | None, data: Path,
             replicas=replicas, write_quorum=write_quorum or replicas)
     except ValueError as exc:
         raise SystemExit(f"shoal: {exc}") from None
+    addresses = [*(m.address for m in config.members), f"{listen[0]}:{listen[1]}"]
+    taken = [address for address in addresses if not _bindable(address)]
+    if taken:
+        # Checked before anything starts: one child failing to bind would stop the rest.
+        raise SystemExit(f"shoal: {', '.join(taken)} in use; choose another --base-port "
+                         "or --listen")
     data.mkdir(parents=True, exist_ok=True)
     cluster_file = data / "cluster.toml"
     write(cluster_file, config)

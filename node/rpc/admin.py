@@ -24,7 +24,7 @@ from node.gc.bloom import ChunkFilter
 from node.gc.cluster import MemberCollector
 from node.gc.collector import GarbageCollector, GcReport
 from node.gc.pacing import Stopped
-from node.rpc.options import GRPC_OPTIONS
+from node.rpc.options import GRPC_OPTIONS, SERVER_OPTIONS
 from node.rpc.tls import TlsFiles
 from shoal.v1 import admin_pb2, admin_pb2_grpc
 
@@ -162,7 +162,7 @@ async def serve_admin_socket(gc: GarbageCollector, data_dir: Path,
     replaced), with whatever `extra` adds (the Registry service, for `shoal retention`)."""
     path = (data_dir / SOCKET_NAME).resolve()
     path.unlink(missing_ok=True)
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     add_admin(server, gc)
     for add in extra:
         add(server)

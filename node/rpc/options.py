@@ -12,6 +12,11 @@ GRPC_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
 ]
 
+# Any node, admin or peer server. gRPC turns SO_REUSEPORT on by default, so a second
+# server told a port already taken binds it anyway and the kernel splits connections
+# between the two: a misconfigured second node would silently answer half the calls.
+SERVER_OPTIONS = [*GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+
 # gRPC's default reconnect backoff grows to two minutes, so a node that was down for a
 # while stayed "unreachable" for tens of seconds after it came back (a cluster member's
 # health check fails fast while its channel waits out the backoff). Cap it at two seconds:

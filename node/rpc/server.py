@@ -25,7 +25,7 @@ from node.request_id import METADATA_KEY, REQUEST_ID, accept
 from node.rpc import convert, framing
 from node.rpc.admin import add_admin
 from node.rpc.metrics import observe
-from node.rpc.options import GRPC_OPTIONS, MESSAGE_BYTES
+from node.rpc.options import MESSAGE_BYTES, SERVER_OPTIONS
 from node.rpc.status import status_of
 from node.rpc.tls import TlsFiles
 from shoal.v1 import (
@@ -358,7 +358,7 @@ async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
     """Serve `node` on `listen` (host:port; port 0 picks one), with mutual TLS when `tls`
     is given, the Admin service when `gc` or `member_gc` (a cluster member's) is, and
     whatever `extra` adds; returns the server and the port."""
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     chunks_pb2_grpc.add_ChunkStoreServicer_to_server(ChunkStoreService(node), server)
     # Bulk reads skip protobuf's copies (node/rpc/framing.py); the bytes are the same.
     framing.add_with_framed_reads(server, blobs_pb2_grpc.add_BlobsServicer_to_server,
@@ -379,12 +379,15 @@ async def listen_and_start(server: grpc.aio.Server, listen: str, tls: TlsFiles |
     bind `listen` (with mutual TLS when `tls` is given), start; returns the bound port."""
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # no stub
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if tls is not None:
-        port = server.add_secure_port(listen, tls.server_credentials())
-    else:
-        port = server.add_insecure_port(listen)
+    try:
+        if tls is not None:
+            port = server.add_secure_port(listen, tls.server_credentials())
+        else:
+            port = server.add_insecure_port(listen)
+    except RuntimeError:  # how grpc reports a failed bind; its reason goes to its own log
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {listen}")
+        raise OSError(f"cannot listen on {listen}: the address is in use or not this host's")
     await server.start()
     for service in services:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)

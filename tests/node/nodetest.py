@@ -6,6 +6,7 @@ named `node` would shadow the real one), so its modules are imported by basename
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -45,6 +46,24 @@ def free_port() -> int:
         if port not in _HANDED_OUT:
             _HANDED_OUT.add(port)
             return port
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive loopback ports nothing listens on, none handed out
+    before: for commands that take a base port and use the ones after it."""
+    while True:
+        base = free_port()
+        ports = range(base, base + count)
+        if any(port in _HANDED_OUT for port in ports[1:]) or ports[-1] > 65535:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in ports[1:]:
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.update(ports)
+        return base
 
 
 def sha256(data: bytes) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cluster.clustertest import ClusterProcesses, free_port, running_cluster
+from nodetest import free_port_block
 from test_faults import wait_converged
 
 from node.cluster import placement
@@ -133,11 +135,17 @@ async def test_two_gateways_share_uploads_and_agree_on_a_contested_tag(scratch: 
 
 def test_shoal_cluster_runs_the_topology_as_plain_processes(tmp_path: Path) -> None:
     port = free_port()
-    base_port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "cluster", "--data", str(tmp_path / "c"),
-         "--listen", f"127.0.0.1:{port}", "--base-port", str(base_port),
-         "--repair-interval", "0.5"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base_port = free_port_block(4)  # members listen on base+1 .. base+3
+    log = tmp_path / "cluster.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal", "cluster", "--data", str(tmp_path / "c"),
+             "--listen", f"127.0.0.1:{port}", "--base-port", str(base_port),
+             "--repair-interval", "0.5"], stdout=out, stderr=subprocess.STDOUT)
+
+    def output() -> str:
+        return log.read_text(errors="replace")[-4000:]
+
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -146,7 +154,7 @@ def test_shoal_cluster_runs_the_topology_as_plain_processes(tmp_path: Path) -> N
                     break
             except OSError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline
+            assert proc.poll() is None and time.monotonic() < deadline, output()
             time.sleep(0.2)
         blob = os.urandom(1 << 20)
         status, _, _ = http("POST", f"http://127.0.0.1:{port}/v2/x/y/blobs/uploads/?digest="
@@ -166,4 +174,18 @@ def test_shoal_cluster_runs_the_topology_as_plain_processes(tmp_path: Path) -> N
         assert "converged" in shown.stdout
     finally:
         proc.terminate()
-        assert proc.wait(30) == 0
+        assert proc.wait(30) == 0, output()
+
+
+def test_shoal_cluster_refuses_a_taken_port(tmp_path: Path) -> None:
+    base_port = free_port_block(4)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base_port + 2))
+        taken.listen()
+        shown = subprocess.run(
+            [sys.executable, "-m", "shoal", "cluster", "--data", str(tmp_path / "c"),
+             "--listen", f"127.0.0.1:{free_port()}", "--base-port", str(base_port)],
+            capture_output=True, text=True, timeout=60)
+    assert shown.returncode != 0
+    assert f"127.0.0.1:{base_port + 2}" in shown.stderr and "in use" in shown.stderr
+    assert not (tmp_path / "c" / "node1").exists()
