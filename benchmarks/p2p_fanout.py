@@ -107,8 +107,8 @@ WIRE = 1514 / 1448
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def shoal(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shoal", "--log-level", "WARNING", *args]
+def shoal(*args: str, level: str = "WARNING") -> list[str]:
+    return [sys.executable, "-m", "shoal", "--log-level", level, *args]
 
 
 def helper(*args: str) -> list[str]:
@@ -248,7 +248,8 @@ def host_service(mode: str, host: Host, topo: Topology, work: Path,
     listen = f"127.0.0.1:{HTTP_PORT}"
     if mode in EDGE_MODES:
         argv = shoal("edge", "--data", str(work / f"{mode}-{host.port}"), "--listen", listen,
-                     "--peer-listen", f"{host.address}:{PEER_PORT}", "--origin", origin)
+                     "--peer-listen", f"{host.address}:{PEER_PORT}", "--origin", origin,
+                     level="DEBUG" if args.trace else "WARNING")
         if mode == "no-p2p":
             argv.append("--no-p2p")
         if args.cache_size is not None:
@@ -656,6 +657,9 @@ def main() -> None:
                         help="where the blob, data folders and logs go (default: /tmp)")
     parser.add_argument("--keep-work", action="store_true",
                         help="keep the work folder (logs) after the run")
+    parser.add_argument("--trace", action="store_true",
+                        help="edges log every fetch (piece, source, times, outcome) to "
+                        "their logs in the work folder; use with --keep-work")
     parser.add_argument("--clean-stale", action="store_true",
                         help="first delete shoalb-* namespaces left by runs that died")
     args = parser.parse_args()

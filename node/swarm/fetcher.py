@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import logging
 import random
 import time
@@ -39,8 +40,10 @@ log = logging.getLogger(__name__)
 # Pieces in flight for one pull. With relays forwarding as chunks land, a stream from a
 # peer runs at the rate that peer receives the piece (B/8 from an owner serving 8), so a
 # host filling its link from N-1 relays and the owner needs about N streams: 8 left no
-# slack at N=8 (median 1.29 S/B against 1.21 with 12). PER_PEER still bounds small swarms.
-MAX_FETCHES = 12
+# slack at N=8 (median 1.29 S/B against 1.21 with 12), and once PER_PEER and PER_OWNER
+# were really enforced within a scheduling pass, 16 ran at 1.17-1.19 against 12's
+# 1.18-1.21. PER_PEER still bounds small swarms.
+MAX_FETCHES = 16
 HOLDERS_EVERY = 0.5         # seconds between holder-list refreshes while pieces are missing
 TICK = 0.25                 # the scheduler looks again at least this often
 OWNER_GIVE_UP = 8           # owner failures in a row (not busy answers) that fail the pull
@@ -168,9 +171,18 @@ class Download:
             if choice is None:
                 continue
             piece.fetching = True
-            task = asyncio.create_task(self._fetch(piece, *choice))
+            address, owner = choice
+            # Counted now, not when the task first runs: the picks after this one in the
+            # same pass must see it, or PER_PEER and PER_OWNER bound nothing (all twelve
+            # first fetches went to the owner, which answered most of them busy).
+            self.swarm.sources.started(address)
+            task = asyncio.create_task(self._fetch(piece, address, owner))
             self._fetches.add(task)
             task.add_done_callback(self._fetches.discard)
+            task.add_done_callback(functools.partial(self._fetch_ended, address))
+
+    def _fetch_ended(self, address: str, task: asyncio.Task[None]) -> None:
+        self.swarm.sources.done(address)
 
     async def _refresh(self) -> None:
         try:
@@ -196,12 +208,14 @@ class Download:
         source = "owner" if owner else "peer"
         ids = piece.missing()
         swarm.cache.expect(ids)
-        swarm.sources.inflight[address] += 1
         requester = swarm.address if swarm.p2p else ""
         cursor = piece.next
+        direct = owner and piece.direct
+        outcome = "done"
+        started = time.monotonic()
         try:
             async for chunks in swarm.client.fetch(address, self.digest, cursor, ids,
-                                                   requester, owner and piece.direct):
+                                                   requester, direct):
                 cursor = await self._land(piece, chunks, source, cursor)
             if cursor < piece.end:
                 raise Unavailable(f"{address} ended its answer early")
@@ -210,6 +224,7 @@ class Download:
             if owner:
                 self._owner_failures = 0
         except Busy as busy:
+            outcome = "busy" if busy.retry_after > 0 else "redirected"
             now = time.monotonic()
             if busy.retry_after > 0:
                 swarm.sources.put_aside(address, busy.retry_after * random.uniform(0.5, 1.5))
@@ -222,6 +237,7 @@ class Download:
             if owner and holders and all(swarm.sources.aside(a, now) for a, _ in holders):
                 piece.direct = True  # sent back to peers we already gave up on
         except NotFound as exc:
+            outcome = "not found"
             piece.direct = True
             piece.avoid[address] = time.monotonic() + AVOID_PIECE
             if address in self._view:
@@ -229,6 +245,7 @@ class Download:
             if owner:
                 self._fail(exc)  # the origin lost the blob: no one else will have it
         except DataLoss as exc:
+            outcome = "bad bytes"
             piece.direct = True
             swarm.counters.rejected_chunks += 1
             log.warning("%s sent chunks of %s that fail their hash: %s; putting it aside",
@@ -236,6 +253,7 @@ class Download:
             swarm.sources.put_aside(address, BAN_BAD)
             self._view.pop(address, None)
         except NodeError as exc:
+            outcome = "failed"
             piece.direct = True
             swarm.counters.source_failures += 1
             log.info("fetch from %s failed after %d chunks of piece %d: %s", address,
@@ -250,9 +268,13 @@ class Download:
                 if self._owner_failures >= OWNER_GIVE_UP:
                     self._fail(exc)
         except Exception as exc:
+            outcome = "error"
             self._fail(exc)
         finally:
-            swarm.sources.done(address)
+            # One line a fetch, for timelines of a pull (benchmarks/p2p_fanout.py --trace).
+            log.debug("fetch piece=%d source=%s owner=%d direct=%d chunks=%d start=%.3f "
+                      "end=%.3f outcome=%s", piece.index, address, owner, direct,
+                      cursor - (piece.end - len(ids)), started, time.monotonic(), outcome)
             swarm.cache.settle(ids)
             piece.fetching = False
             self._wake.set()

@@ -42,6 +42,10 @@ class Sources:
         found, self._report = sorted(self._report), set()
         return found
 
+    def started(self, address: str) -> None:
+        """A stream to `address` is about to open."""
+        self.inflight[address] += 1
+
     def done(self, address: str) -> None:
         """A stream to `address` ended."""
         self.inflight[address] -= 1
