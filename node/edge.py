@@ -30,7 +30,7 @@ from node.rpc.server import listen_and_start
 from node.rpc.tls import TlsFiles
 from node.swarm.directory import ClusterOwners, OwnerDirectory, StaticOwners
 from node.swarm.edge_swarm import EdgeSwarm
-from node.swarm.service import DEFAULT_SERVE_LIMIT, PeerService
+from node.swarm.service import PeerService
 from shoal.v1 import swarm_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,14 @@ class ClusterEdgeNode(_SwarmReads, ClusterNode):
         self.swarm = swarm
 
 
-async def start_peer_server(swarm: EdgeSwarm, listen: str, limit: int = DEFAULT_SERVE_LIMIT,
+# Peer streams an edge serves at once. Unlike an owner's cap, this one protects nothing
+# scarce: a stream costs one message of memory, and every other edge may open PER_PEER.
+# At the owner's 8, the edge that took piece 0 from the origin answered most of the swarm
+# busy for it, and every host's first byte waited a second or more.
+EDGE_SERVE_LIMIT = 64
+
+
+async def start_peer_server(swarm: EdgeSwarm, listen: str, limit: int = EDGE_SERVE_LIMIT,
                             tls: TlsFiles | None = None) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(options=SERVER_OPTIONS)
     swarm.peer = PeerService(swarm.cache, limit)
@@ -101,7 +108,8 @@ async def serve_edge(data: Path, listen: tuple[str, int], peer_listen: str,
                      advertise: str | None = None, p2p: bool = True,
                      cache_bytes: int = DEFAULT_CACHE_BYTES,
                      owners: OwnerDirectory | None = None,
-                     cluster: ClusterConfig | None = None) -> None:
+                     cluster: ClusterConfig | None = None,
+                     serve_limit: int = EDGE_SERVE_LIMIT) -> None:
     """Run an edge of `origins` (the first takes metadata and pushes), or with `cluster`
     of that cluster: placement then says which members own a blob, and the cluster's
     mutual TLS, when it has one, covers the edge's calls to members and to other edges
@@ -126,7 +134,7 @@ async def serve_edge(data: Path, listen: tuple[str, int], peer_listen: str,
     # The address is known once the peer server is bound: the swarm is told it then.
     swarm = EdgeSwarm(data / "cache", cache_bytes, directory, "", p2p=p2p, tls=tls,
                       seeds=seeds)
-    server, port = await start_peer_server(swarm, peer_listen, tls=tls)
+    server, port = await start_peer_server(swarm, peer_listen, serve_limit, tls=tls)
     swarm.address = swarm.announcer.address = advertised(peer_listen, port, advertise)
     await swarm.open()
     node: NodeAPI = (ClusterEdgeNode(members, swarm) if members is not None

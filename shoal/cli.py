@@ -333,6 +333,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="gRPC address where other edges fetch chunks from this one")
     network.add_argument("--advertise", metavar="HOST:PORT",
                          help="the address peers are told to use (default: --peer-listen)")
+    network.add_argument("--serve-limit", type=int, default=64, metavar="N",
+                         help="chunk streams served to other edges at once (default: 64)")
     network.add_argument("--no-p2p", action="store_true",
                          help="fetch every chunk from the origin and serve no peer "
                               "(the baseline to compare with)")
@@ -630,7 +632,8 @@ async def _edge(args: argparse.Namespace) -> None:
     cluster = _cluster_config(args.cluster) if args.cluster is not None else None
     await serve_edge(args.data, args.listen, args.peer_listen, args.origin or [],
                      _until_signalled(), advertise=args.advertise, p2p=not args.no_p2p,
-                     cache_bytes=args.cache_size, cluster=cluster)
+                     cache_bytes=args.cache_size, cluster=cluster,
+                     serve_limit=args.serve_limit)
 
 
 def _retention_policies(path: Path) -> list[RetentionPolicy]:
