@@ -3,11 +3,20 @@ where a blob's owners (the holder books) are in a cluster."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
+
+import grpc
+
 from node.cluster import placement
 from node.cluster.config import ClusterConfig, Member
 from node.cluster.membership import Membership
+from node.swarm.client import SwarmClient
 from node.swarm.directory import ClusterOwners
 from node.swarm.holders import HolderBook, Holding, from_bits, to_bits
+from node.swarm.service import SwarmService
+from shoal.v1 import swarm_pb2_grpc
 
 
 class Clock:
@@ -132,3 +141,66 @@ async def test_a_blobs_owners_in_a_cluster_are_its_first_live_members_by_placeme
         assert sorted(directory.everyone()) == sorted(m.address for m in members)
     finally:
         await membership.close()
+
+
+class CountingRelay:
+    """A TCP relay in front of a server that counts the bytes the server sends back."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.returned = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        back = asyncio.create_task(self._pipe(up_reader, writer, count=True))
+        try:
+            await self._pipe(reader, up_writer, count=False)
+            await back
+        finally:
+            back.cancel()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    count: bool) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(1 << 16):
+                if count:
+                    self.returned += len(data)
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_holder_lists_travel_compressed() -> None:
+    """Holder bitmaps leave on the owner's uplink, which every byte of a swarm pull
+    crosses: they are gzip'ed (gRPC Python's set_compression alone sends them raw)."""
+    count = 13_000                      # the chunks of a 256 MiB blob
+    book = HolderBook()
+    rng = random.Random(5)
+    for holder in range(7):
+        bits = 0
+        for piece in rng.sample(range(count // 50), 150):  # pieces of 50 chunks
+            bits |= ((1 << 50) - 1) << (piece * 50)
+        book.announce(f"10.0.0.{holder}:7401", [Holding("sha256:x", count, bits)])
+    server = grpc.aio.server()
+    swarm_pb2_grpc.add_SwarmServicer_to_server(SwarmService(book), server)
+    relay = CountingRelay(server.add_insecure_port("127.0.0.1:0"))
+    await server.start()
+    client = SwarmClient()
+    try:
+        found = await client.holders(f"127.0.0.1:{await relay.start()}", "sha256:x", "me:1", [])
+        assert len(found.holders) == 7
+        raw = 7 * len(from_bits(0, count))
+        assert 0 < relay.returned < raw / 4, (relay.returned, raw)
+    finally:
+        await client.close()
+        await relay.close()
+        await server.stop(None)
