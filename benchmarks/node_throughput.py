@@ -30,6 +30,7 @@ from benchmarks.grpc_ceiling import ceiling
 from node.api import StoredChunk
 from node.chunking import StreamChunker
 from node.codec import CompressionProbe
+from node.grouping import by_size
 from node.recipe import Recipe
 from node.rpc.client import RemoteNode
 from shoal.memory import pin_allocator
@@ -65,15 +66,7 @@ def encode(pieces: Iterator[bytes]) -> list[StoredChunk]:
 
 
 async def batches(chunks: list[StoredChunk]) -> AsyncIterator[list[StoredChunk]]:
-    batch: list[StoredChunk] = []
-    size = 0
-    for chunk in chunks:
-        batch.append(chunk)
-        size += len(chunk.data)
-        if size >= MESSAGE:
-            yield batch
-            batch, size = [], 0
-    if batch:
+    for batch in by_size(chunks, MESSAGE):
         yield batch
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
 from node.api import PutResult, StoredChunk
 from node.cluster import placement
@@ -27,6 +27,7 @@ from node.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from node.grouping import by_size
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +39,6 @@ PUTS_IN_FLIGHT = 2          # units being written at once
 MESSAGE = 1 << 20
 LOOKUP_BATCH = 4096         # ids per Has call
 FETCH_DEADLINE = 15.0       # seconds one member gets to send one read window (~4 MiB)
-
-
-def by_size(chunks: Iterable[StoredChunk], limit: int) -> Iterator[list[StoredChunk]]:
-    """`chunks` in consecutive groups of about `limit` stored bytes."""
-    group: list[StoredChunk] = []
-    size = 0
-    for chunk in chunks:
-        group.append(chunk)
-        size += len(chunk.data)
-        if size >= limit:
-            yield group
-            group, size = [], 0
-    if group:
-        yield group
 
 
 async def put_on(peer: Peer, chunks: Sequence[StoredChunk]) -> PutResult:

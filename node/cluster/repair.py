@@ -23,9 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from node.cluster import placement
-from node.cluster.chunks import ClusterChunks, by_size, put_on
+from node.cluster.chunks import ClusterChunks, put_on
 from node.cluster.membership import Membership, Peer
 from node.errors import NodeError
+from node.grouping import by_size
 from node.local import LocalNode
 from node.recipe import Recipe
 from shoal.v1 import cluster_pb2

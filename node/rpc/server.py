@@ -20,6 +20,7 @@ from node.api import StoredChunk
 from node.errors import FailedPrecondition, NodeError, NotFound
 from node.gc.cluster import MemberCollector
 from node.gc.collector import GarbageCollector
+from node.grouping import by_size_async
 from node.local import LocalNode
 from node.request_id import METADATA_KEY, REQUEST_ID, accept
 from node.rpc import convert, framing
@@ -155,17 +156,10 @@ class ChunkStoreService(chunks_pb2_grpc.ChunkStoreServicer):
     @streaming
     async def Get(self, request: chunks_pb2.GetChunksRequest, context: Ctx
                   ) -> AsyncIterator[chunks_pb2.GetChunksResponse]:
-        batch: list[chunks_pb2.Chunk] = []
-        size = 0
         ids = convert.split_ids(request.ids)
-        async for chunk in self.node.get_chunks(ids, request.skip_missing):
-            batch.append(convert.chunk_to_pb(chunk))
-            size += len(chunk.data)
-            if size >= MESSAGE_BYTES:
-                yield chunks_pb2.GetChunksResponse(chunks=batch)
-                batch, size = [], 0
-        if batch:
-            yield chunks_pb2.GetChunksResponse(chunks=batch)
+        async for group in by_size_async(self.node.get_chunks(ids, request.skip_missing),
+                                         MESSAGE_BYTES):
+            yield chunks_pb2.GetChunksResponse(chunks=[convert.chunk_to_pb(c) for c in group])
 
 
 class BlobsService(blobs_pb2_grpc.BlobsServicer):

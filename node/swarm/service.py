@@ -17,6 +17,7 @@ import grpc
 
 from node.api import StoredChunk
 from node.errors import NodeError
+from node.grouping import by_size, by_size_async
 from node.rpc import convert
 from node.rpc.options import MESSAGE_BYTES
 from node.rpc.status import status_of
@@ -58,15 +59,7 @@ class Runs:
         self.run_bytes = run_bytes
 
     async def chunk_runs(self, ids: Sequence[bytes]) -> AsyncIterator[Sequence[StoredChunk]]:
-        run: list[StoredChunk] = []
-        size = 0
-        async for chunk in self.store.get_chunks(ids):
-            run.append(chunk)
-            size += len(chunk.data)
-            if size >= self.run_bytes:
-                yield run
-                run, size = [], 0
-        if run:
+        async for run in by_size_async(self.store.get_chunks(ids), self.run_bytes):
             yield run
 
 
@@ -170,20 +163,12 @@ class PeerService(swarm_pb2_grpc.PeerServicer):
                     yield swarm_pb2.FetchResponse(busy=elsewhere)
                     return
             async for run in self.source.chunk_runs(ids):
-                batch: list[Any] = []
-                size = 0
-                for chunk in run:
-                    batch.append(convert.chunk_to_pb(chunk))
-                    size += len(chunk.data)
-                    if size >= MESSAGE_BYTES:
-                        # Counted as handed to gRPC: the generator resumes after a yield
-                        # only when the next message is wanted, so a count after would lag.
-                        self._sent(len(batch), size)
-                        yield swarm_pb2.FetchResponse(chunks=batch)
-                        batch, size = [], 0
-                if batch:
-                    self._sent(len(batch), size)
-                    yield swarm_pb2.FetchResponse(chunks=batch)
+                for group in by_size(run, MESSAGE_BYTES):
+                    # Counted as handed to gRPC: the generator resumes after a yield only
+                    # when the next message is wanted, so a count after would lag.
+                    self._sent(len(group), sum(len(c.data) for c in group))
+                    yield swarm_pb2.FetchResponse(
+                        chunks=[convert.chunk_to_pb(c) for c in group])
         except (NodeError, ValueError, OSError) as exc:
             await _abort(context, exc)
         finally:
