@@ -18,6 +18,7 @@ from node.chunking import StreamChunker, chunk_id
 from node.codec import CompressionProbe
 from node.digests import hasher_for
 from node.errors import InvalidArgument, NotFound, OutOfRange
+from node.grouping import by_size
 from node.recipe import Recipe
 
 STEP = 4 << 20              # bytes handed to the chunking thread at once
@@ -81,15 +82,7 @@ class _PartWriter:
         if missing:
             # In its own thread (zstd lets go of the GIL): beside the cutting of the next step.
             missing = await asyncio.to_thread(self._compress, missing)
-        batch: list[StoredChunk] = []
-        batch_bytes = 0
-        for chunk in missing:
-            batch.append(chunk)
-            batch_bytes += len(chunk.data)
-            if batch_bytes >= MESSAGE:
-                await self._put(batch)
-                batch, batch_bytes = [], 0
-        if batch:
+        for batch in by_size(missing, MESSAGE):
             await self._put(batch)
 
     def _compress(self, chunks: list[StoredChunk]) -> list[StoredChunk]:
