@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
 import ssl
 import sys
 import textwrap
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -784,6 +786,18 @@ def _transfer(run: Any) -> int:
     return 0
 
 
+def _listening(server: Coroutine[Any, Any, None]) -> int:
+    """Run a serving command; an address it cannot listen on is a one-line error."""
+    try:
+        uvloop.run(server)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            raise
+        print(f"shoal: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, _ = _parse(argv)
@@ -797,13 +811,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).info("registry on %s://%s:%d, data in %s",
                                          "https" if args.tls_cert else "http", *args.listen,
                                          args.data.resolve())
-        uvloop.run(_serve(args))
+        return _listening(_serve(args))
     elif args.command == "node":
-        uvloop.run(_node(args))
+        return _listening(_node(args))
     elif args.command == "gateway":
-        uvloop.run(_gateway(args))
+        return _listening(_gateway(args))
     elif args.command == "edge":
-        uvloop.run(_edge(args))
+        return _listening(_edge(args))
     elif args.command == "retention":
         uvloop.run(_retention(args))
     elif args.command == "status":

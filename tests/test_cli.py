@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import random
+import socket
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator
@@ -31,6 +32,22 @@ def test_a_bad_listen_address_is_a_clear_usage_error() -> None:
                             text=True, timeout=60)
     assert result.returncode == 2
     assert "HOST:PORT" in result.stderr
+
+
+def test_a_taken_port_is_a_one_line_error(tmp_path: Path) -> None:
+    """A second node told a port that is taken refuses it (gRPC's default SO_REUSEPORT
+    would have let it bind and split connections with the first), as does a registry."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        for command in ("node", "serve"):
+            result = subprocess.run([*SHOAL, command, "--data", str(tmp_path / command),
+                                     "--listen", address], capture_output=True, text=True,
+                                    timeout=60)
+            assert result.returncode == 1, result.stderr
+            assert "Traceback" not in result.stderr
+            assert address.split(":")[1] in result.stderr.strip().splitlines()[-1]
 
 
 def test_a_node_serves_prometheus_metrics(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ messages halve throughput), and each stream holds at most a few messages in memo
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import logging
 import time
@@ -381,7 +382,8 @@ async def listen_and_start(server: grpc.aio.Server, listen: str, tls: TlsFiles |
     except RuntimeError:  # how grpc reports a failed bind; its reason goes to its own log
         port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {listen}: the address is in use or not this host's")
+        raise OSError(errno.EADDRINUSE,
+                      f"cannot listen on {listen}: the address is in use or not this host's")
     await server.start()
     for service in services:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
