@@ -205,13 +205,14 @@ class Origin:
     gateway: Process
 
 
-def start_origin(topo: Topology, work: Path) -> Origin:
+def start_origin(topo: Topology, work: Path, serve_limit: int | None) -> Origin:
     host = topo.origin
     port_file = work / "origin.port"
-    node = host.start("origin-node", shoal("node", "--data", str(work / "origin-data"),
-                                           "--listen", f"0.0.0.0:{NODE_PORT}",
-                                           "--port-file", str(port_file)),
-                      work / "origin-node.log", ENV)
+    argv = shoal("node", "--data", str(work / "origin-data"), "--listen", f"0.0.0.0:{NODE_PORT}",
+                 "--port-file", str(port_file))
+    if serve_limit is not None:
+        argv += ["--serve-limit", str(serve_limit)]
+    node = host.start("origin-node", argv, work / "origin-node.log", ENV)
     node.wait_until(lambda: port_file.exists() and bool(port_file.read_text().strip()),
                     "its port file is written")
     gateway = host.start("origin-gateway",
@@ -589,7 +590,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
               f"{time.perf_counter() - start:.1f} s, links shaped to "
               f"{args.rate_bit / 1e6:g} Mbit/s both ways (origin's: "
               f"{args.origin_rate_bit / 1e6:g})")
-        origin = start_origin(topo, work)
+        origin = start_origin(topo, work, args.origin_serve_limit)
         seconds = seed(topo, blob)
         print(f"  seeded {blob.digest[:19]}… into {REPO} in {seconds:.1f} s (unshaped, "
               "origin loopback)")
@@ -657,6 +658,8 @@ def main() -> None:
                         help="where the blob, data folders and logs go (default: /tmp)")
     parser.add_argument("--keep-work", action="store_true",
                         help="keep the work folder (logs) after the run")
+    parser.add_argument("--origin-serve-limit", type=int, default=None, metavar="N",
+                        help="the origin node's --serve-limit (default: the node's)")
     parser.add_argument("--trace", action="store_true",
                         help="edges log every fetch (piece, source, times, outcome) to "
                         "their logs in the work folder; use with --keep-work")
