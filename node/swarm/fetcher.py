@@ -209,7 +209,7 @@ class Download:
         ids = piece.missing()
         swarm.cache.expect(ids)
         requester = swarm.address if swarm.p2p else ""
-        cursor = piece.next
+        cursor = first = piece.next
         direct = owner and piece.direct
         outcome = "done"
         started = time.monotonic()
@@ -274,7 +274,7 @@ class Download:
             # One line a fetch, for timelines of a pull (benchmarks/p2p_fanout.py --trace).
             log.debug("fetch piece=%d source=%s owner=%d direct=%d chunks=%d start=%.3f "
                       "end=%.3f outcome=%s", piece.index, address, owner, direct,
-                      cursor - (piece.end - len(ids)), started, time.monotonic(), outcome)
+                      cursor - first, started, time.monotonic(), outcome)
             swarm.cache.settle(ids)
             piece.fetching = False
             self._wake.set()
