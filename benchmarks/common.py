@@ -90,9 +90,9 @@ def process(cmd: list[str], log: Path, ready_file: Path | None = None,
         proc.stop()
 
 
-def node_command(data: Path, port_file: Path) -> list[str]:
+def node_command(data: Path, port_file: Path, *options: str) -> list[str]:
     return [sys.executable, "-m", "shoal", "--log-level", "WARNING", "node", "--data",
-            str(data), "--listen", "127.0.0.1:0", "--port-file", str(port_file)]
+            str(data), "--listen", "127.0.0.1:0", "--port-file", str(port_file), *options]
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -74,11 +74,12 @@ class LocalNode:
     """
 
     def __init__(self, data_dir: Path, verify_puts: bool = False, member: bool = False,
-                 clock: Clock = wall_ms, pack_limit: int = PACK_LIMIT) -> None:
+                 clock: Clock = wall_ms, pack_limit: int = PACK_LIMIT,
+                 drop_written: bool = False) -> None:
         self.data_dir = data_dir
         self.clock = clock
         self.index = Index(data_dir / "index")
-        self.packs = Packs(data_dir / "packs", pack_limit)
+        self.packs = Packs(data_dir / "packs", pack_limit, drop_written)
         self.chunks = ChunkStore(self.index, self.packs, verify_puts=verify_puts, clock=clock)
         # A cluster member keeps recipes whose chunks live on other nodes (node/blobs.py).
         self.member = member
@@ -93,8 +94,10 @@ class LocalNode:
 
     @classmethod
     async def open(cls, data_dir: Path, verify_puts: bool = False, member: bool = False,
-                   clock: Clock = wall_ms, pack_limit: int = PACK_LIMIT) -> LocalNode:
-        return await asyncio.to_thread(cls, data_dir, verify_puts, member, clock, pack_limit)
+                   clock: Clock = wall_ms, pack_limit: int = PACK_LIMIT,
+                   drop_written: bool = False) -> LocalNode:
+        return await asyncio.to_thread(cls, data_dir, verify_puts, member, clock, pack_limit,
+                                       drop_written)
 
     async def close(self) -> None:
         def shut() -> None:

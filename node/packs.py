@@ -24,6 +24,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from node.errors import ResourceExhausted
+from node.writeback import WRITEBACK_STEP, forget_written, start_writeback
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,11 @@ class PackHold:
 class Packs:
     """The pack files of one node: one writer, any number of readers (pread)."""
 
-    def __init__(self, folder: Path, pack_limit: int = PACK_LIMIT) -> None:
+    def __init__(self, folder: Path, pack_limit: int = PACK_LIMIT,
+                 drop_written: bool = False) -> None:
         self._folder = folder
         self._limit = pack_limit
+        self._drop_written = drop_written
         folder.mkdir(parents=True, exist_ok=True)
         numbers = [int(p.name[5:13]) for p in folder.glob("pack-*.dat")]
         self._current = max(numbers, default=1)
@@ -63,6 +66,9 @@ class Packs:
         # A crash may leave unindexed bytes at the end of a pack; they are never referred
         # to, so appending after them is safe and nothing needs truncating.
         self._size = os.fstat(self._fd).st_size
+        # Writeback started up to _flushed, pages given back up to _forgotten, fsynced up
+        # to _synced_to (see node/writeback.py).
+        self._flushed = self._forgotten = self._synced_to = self._size
 
     def _open_current(self) -> int:
         path = self._folder / _pack_name(self._current)
@@ -93,10 +99,11 @@ class Packs:
 
     def _roll(self) -> None:
         os.fdatasync(self._fd)  # unsynced appends to the old pack must not be lost
+        self._synced()
         os.close(self._fd)
         self._current += 1
         self._fd = self._open_current()
-        self._size = 0
+        self._size = self._flushed = self._forgotten = self._synced_to = 0
 
     def append(self, payloads: Sequence[bytes | memoryview], sync: bool = True,
                hold: PackHold | None = None) -> list[tuple[int, int]]:
@@ -126,9 +133,31 @@ class Packs:
             except OSError as exc:
                 # The bytes may be partly there; the index never points at them.
                 self._size = os.fstat(self._fd).st_size
+                self._flushed = min(self._flushed, self._size)
+                self._forgotten = min(self._forgotten, self._size)
+                self._synced_to = min(self._synced_to, self._size)
                 raise ResourceExhausted(f"cannot write chunk data: {exc}") from exc
             self._size = offset
+            if sync:
+                self._synced()
+            elif offset - self._flushed >= WRITEBACK_STEP:
+                # The previous step's writeback has had a step's time to finish: its pages
+                # are clean now, so they can go (pages still being written stay).
+                self._forget(self._forgotten, self._flushed)
+                start_writeback(self._fd, self._flushed, offset - self._flushed)
+                self._flushed = offset
             return locations
+
+    def _forget(self, start: int, end: int) -> None:
+        if self._drop_written and end > start:
+            forget_written(self._fd, start, end - start)
+        self._forgotten = max(self._forgotten, end)
+
+    def _synced(self) -> None:
+        # Every page since the last fsync is clean now, those that were still being
+        # written when their step's turn came included.
+        self._forget(self._synced_to, self._size)
+        self._flushed = self._synced_to = self._size
 
     def release(self, hold: PackHold) -> None:
         """The writer's appends are now in the index, or abandoned."""
@@ -172,6 +201,9 @@ class Packs:
                 os.ftruncate(self._fd, end)
                 os.fdatasync(self._fd)
                 self._size = end
+                self._flushed = min(self._flushed, end)
+                self._forgotten = min(self._forgotten, end)
+                self._synced_to = min(self._synced_to, end)
                 return cut
             size = self.size(number)
             if size <= end:
@@ -244,6 +276,7 @@ class Packs:
                 os.fdatasync(self._fd)
             except OSError as exc:
                 raise ResourceExhausted(f"cannot sync chunk data: {exc}") from exc
+            self._synced()
 
     def read(self, number: int, offset: int, length: int) -> bytes:
         fd = self._read_fds.get(number)

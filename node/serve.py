@@ -54,7 +54,8 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
                      tls: TlsFiles | None = None, member: MemberRole | None = None,
                      gc_config: GcConfig | None = None,
                      gc_interval: float = INTERVAL_SECONDS,
-                     serve_limit: int = DEFAULT_SERVE_LIMIT) -> None:
+                     serve_limit: int = DEFAULT_SERVE_LIMIT,
+                     drop_written: bool = False) -> None:
     """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds.
 
     The node also serves the swarm: holder lists, and chunks to edges, at most
@@ -70,7 +71,8 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    node = await LocalNode.open(data_dir, verify_puts=True, member=member is not None)
+    node = await LocalNode.open(data_dir, verify_puts=True, member=member is not None,
+                                drop_written=drop_written)
     members = Membership(member.config) if member is not None else None
     repairer = (Repairer(node, members, member.member_id, member.repair_rate)
                 if member is not None and members is not None else None)
