@@ -63,7 +63,7 @@ class RemoteNode:
         self._chunks = chunks_pb2_grpc.ChunkStoreStub(self._channel)
         self._blobs = blobs_pb2_grpc.BlobsStub(self._channel)
         self._registry = registry_pb2_grpc.RegistryStub(self._channel)
-        # The bulk reads, framed by hand (node/rpc/framing.py): each message is its data.
+        # The bulk reads and puts, framed by hand (node/rpc/framing.py).
         self._read_blob = self._channel.unary_stream(
             "/shoal.v1.Blobs/Read", request_serializer=blobs_pb2.ReadBlobRequest.SerializeToString,
             response_deserializer=framing.decode_data)
@@ -71,6 +71,9 @@ class RemoteNode:
             "/shoal.v1.Registry/ReadUpload",
             request_serializer=registry_pb2.UploadRef.SerializeToString,
             response_deserializer=framing.decode_data)
+        self._put_chunks = self._channel.stream_unary(
+            "/shoal.v1.ChunkStore/Put", request_serializer=None,
+            response_deserializer=chunks_pb2.PutChunksResponse.FromString)
         self._unary = unary_deadline
         self._stream = stream_deadline
 
@@ -128,13 +131,13 @@ class RemoteNode:
         return convert.unpack_lengths(reply.raw_lengths, len(ids))
 
     async def put_chunks(self, batches: AsyncIterable[Sequence[StoredChunk]]) -> PutResult:
-        async def requests() -> AsyncIterator[chunks_pb2.PutChunksRequest]:
+        async def requests() -> AsyncIterator[bytes]:
             async for batch in batches:
-                yield chunks_pb2.PutChunksRequest(chunks=[convert.chunk_to_pb(c) for c in batch])
-            yield chunks_pb2.PutChunksRequest(last=True)
+                yield framing.encode_put(batch)
+            yield framing.encode_put((), last=True)
 
         try:
-            reply = await self._chunks.Put(requests(), timeout=self._stream,
+            reply = await self._put_chunks(requests(), timeout=self._stream,
                                            metadata=_metadata())
         except grpc.aio.AioRpcError as exc:
             raise _raise(exc) from None

@@ -140,12 +140,13 @@ class ChunkStoreService(chunks_pb2_grpc.ChunkStoreServicer):
         return chunks_pb2.HasChunksResponse(present=convert.bitmap(flags))
 
     @unary
-    async def Put(self, request_iterator: AsyncIterator[chunks_pb2.PutChunksRequest],
+    async def Put(self, request_iterator: AsyncIterator[bytes],
                   context: Ctx) -> chunks_pb2.PutChunksResponse:
         async def batches() -> AsyncIterator[Sequence[StoredChunk]]:
-            async for message in request_iterator:
-                yield [convert.chunk_from_pb(c) for c in message.chunks]
-                if message.last:
+            async for message in request_iterator:  # framed: see start_server
+                chunks, last = framing.decode_put(message)
+                yield chunks
+                if last:
                     return
             # grpc.aio may end the request stream of a cancelled call like a finished one.
             raise FailedPrecondition("put stream ended without its last message")
@@ -341,8 +342,8 @@ def _link_response(info: Any) -> registry_pb2.BlobLinkResponse:
 
 
 def add_registry(server: grpc.aio.Server, node: LocalNode) -> None:
-    framing.add_with_framed_reads(server, registry_pb2_grpc.add_RegistryServicer_to_server,
-                                  RegistryService(node), ("ReadUpload",))
+    framing.add_framed(server, registry_pb2_grpc.add_RegistryServicer_to_server,
+                       RegistryService(node), reads=("ReadUpload",))
 
 
 async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None,
@@ -354,10 +355,11 @@ async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
     is given, the Admin service when `gc` or `member_gc` (a cluster member's) is, and
     whatever `extra` adds; returns the server and the port."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    chunks_pb2_grpc.add_ChunkStoreServicer_to_server(ChunkStoreService(node), server)
-    # Bulk reads skip protobuf's copies (node/rpc/framing.py); the bytes are the same.
-    framing.add_with_framed_reads(server, blobs_pb2_grpc.add_BlobsServicer_to_server,
-                                  BlobsService(node), ("Read",))
+    # Bulk reads and puts skip protobuf's copies (node/rpc/framing.py); the bytes are the same.
+    framing.add_framed(server, chunks_pb2_grpc.add_ChunkStoreServicer_to_server,
+                       ChunkStoreService(node), puts=("Put",))
+    framing.add_framed(server, blobs_pb2_grpc.add_BlobsServicer_to_server,
+                       BlobsService(node), reads=("Read",))
     add_registry(server, node)
     services = ["", "shoal.v1.ChunkStore", "shoal.v1.Blobs", "shoal.v1.Registry"]
     if gc is not None or member_gc is not None:

@@ -108,6 +108,32 @@ async def test_put_with_a_hash_mismatch_or_unknown_codec(node_process: NodeProce
         assert convert.unbitmap(reply.present, 1) == [False]
 
 
+async def test_a_put_message_that_is_not_protobuf(node_process: NodeProcess) -> None:
+    """Put requests are parsed by hand (node/rpc/framing.py): bytes that are no
+    PutChunksRequest are refused as such, after good chunks in the same stream too."""
+    good = CompressionProbe().encode(os.urandom(3000))
+    good_message = chunks_pb2.PutChunksRequest(chunks=[convert.chunk_to_pb(good)])
+    async with raw_channel(node_process) as channel:
+        put = channel.stream_unary("/shoal.v1.ChunkStore/Put", request_serializer=None,
+                                   response_deserializer=chunks_pb2.PutChunksResponse.FromString)
+
+        async def send(raw: bytes) -> AsyncIterator[bytes]:
+            yield good_message.SerializeToString()
+            yield raw
+
+        for garbage in (b"\x0a\x7f" + bytes(10), b"\x0f", b"\x0a\x05\x0a\x20abc"):
+            try:
+                await put(send(garbage), timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "malformed" in (exc.details() or "")
+            else:
+                raise AssertionError(f"{garbage!r} was taken")
+        stub = chunks_pb2_grpc.ChunkStoreStub(channel)
+        reply = await stub.Has(chunks_pb2.HasChunksRequest(ids=good.id), timeout=10)
+        assert convert.unbitmap(reply.present, 1) == [False]
+
+
 async def test_malformed_recipe_and_digest(node_process: NodeProcess) -> None:
     async with raw_channel(node_process) as channel:
         blobs = blobs_pb2_grpc.BlobsStub(channel)
