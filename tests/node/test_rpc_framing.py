@@ -10,8 +10,8 @@ import pytest
 from google.protobuf.message import DecodeError
 from nodetest import NodeProcess, encode, one_batch, pieces, recipe_of, sha256
 
-from node.blobio import write_blob
 from node.api import Codec, StoredChunk
+from node.blobio import write_blob
 from node.errors import InvalidArgument
 from node.rpc import convert
 from node.rpc.client import RemoteNode
