@@ -30,8 +30,7 @@ from node.rpc.server import listen_and_start
 from node.rpc.tls import TlsFiles
 from node.swarm.directory import ClusterOwners, OwnerDirectory, StaticOwners
 from node.swarm.edge_swarm import EdgeSwarm
-from node.swarm.service import PeerService
-from shoal.v1 import swarm_pb2_grpc
+from node.swarm.service import PeerService, add_peer_service
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ async def start_peer_server(swarm: EdgeSwarm, listen: str, limit: int = EDGE_SER
                             tls: TlsFiles | None = None) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(options=SERVER_OPTIONS)
     swarm.peer = PeerService(swarm.cache, limit)
-    swarm_pb2_grpc.add_PeerServicer_to_server(swarm.peer, server)
+    add_peer_service(server, swarm.peer)
     return server, await listen_and_start(server, listen, tls, ["", "shoal.v1.Peer"])
 
 

@@ -71,6 +71,10 @@ class RemoteNode:
             "/shoal.v1.Registry/ReadUpload",
             request_serializer=registry_pb2.UploadRef.SerializeToString,
             response_deserializer=framing.decode_data)
+        self._get_chunks = self._channel.unary_stream(
+            "/shoal.v1.ChunkStore/Get",
+            request_serializer=chunks_pb2.GetChunksRequest.SerializeToString,
+            response_deserializer=framing.decode_chunks)
         self._put_chunks = self._channel.stream_unary(
             "/shoal.v1.ChunkStore/Put", request_serializer=None,
             response_deserializer=chunks_pb2.PutChunksResponse.FromString)
@@ -133,8 +137,8 @@ class RemoteNode:
     async def put_chunks(self, batches: AsyncIterable[Sequence[StoredChunk]]) -> PutResult:
         async def requests() -> AsyncIterator[bytes]:
             async for batch in batches:
-                yield framing.encode_put(batch)
-            yield framing.encode_put((), last=True)
+                yield framing.encode_chunks(batch)
+            yield framing.encode_chunks((), last=True)
 
         try:
             reply = await self._put_chunks(requests(), timeout=self._stream,
@@ -146,9 +150,9 @@ class RemoteNode:
     async def get_chunks(self, ids: Sequence[bytes], skip_missing: bool = False
                          ) -> AsyncIterator[StoredChunk]:
         request = chunks_pb2.GetChunksRequest(ids=b"".join(ids), skip_missing=skip_missing)
-        async for message in self._stream_from(self._chunks.Get, request):
-            for chunk in message.chunks:
-                yield convert.chunk_from_pb(chunk)
+        async for chunks in self._stream_from(self._get_chunks, request):
+            for chunk in chunks:
+                yield chunk
 
     # -- blobs ------------------------------------------------------------------------------
 

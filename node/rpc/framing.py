@@ -9,7 +9,8 @@ on the way out and none on the way in (the piece handed on is a view of the rece
 message). Measured on one stream between two processes (benchmarks/node_throughput.py):
 node reads went from 338-340 MB/s to 390-487 MB/s.
 
-Puts. PutChunksRequest (ChunkStore.Put) carries ~50 chunks per MiB. The generated classes
+Chunks. PutChunksRequest (ChunkStore.Put), GetChunksResponse (ChunkStore.Get) and the
+swarm's FetchResponse (Peer.Fetch) carry ~50 chunks per MiB. The generated classes
 build a message object per chunk on both sides and copy each chunk's bytes into the message
 and out again; here a request is one join of small headers and the chunks' own bytes, and a
 received one is parsed into chunks whose data are views of the message.
@@ -29,7 +30,7 @@ import grpc
 
 from node.api import Codec, StoredChunk
 from node.errors import InvalidArgument
-from shoal.v1 import blobs_pb2
+from shoal.v1 import blobs_pb2, swarm_pb2
 
 _DATA_TAG = 0x0A  # field 1, wire type 2 (length-delimited)
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5  # protobuf wire types
@@ -56,8 +57,10 @@ def encode_data(data: bytes | memoryview) -> bytes:
     return b"".join((b"\x0a", _varint(len(data)), data))
 
 
-def encode_put(chunks: Sequence[StoredChunk], last: bool = False) -> bytes:
-    """The serialized PutChunksRequest(chunks=chunks, last=last)."""
+def encode_chunks(chunks: Sequence[StoredChunk], last: bool = False) -> bytes:
+    """The serialized PutChunksRequest(chunks=chunks, last=last); without `last`, also
+    GetChunksResponse(chunks=chunks) and swarm FetchResponse(chunks=chunks), which hold
+    their chunks in the same field 1."""
     parts: list[bytes | memoryview] = []
     for c in chunks:
         # Chunk: id = 1, codec = 2 (left out when RAW, as proto3 does), raw_length = 3, data = 4
@@ -130,9 +133,28 @@ def _chunk(buf: bytes, view: memoryview, pos: int, end: int) -> StoredChunk:
 def decode_put(buf: bytes) -> tuple[list[StoredChunk], bool]:
     """The chunks and `last` flag of a serialized PutChunksRequest; each chunk's data is a
     view of `buf`. InvalidArgument when it is not a well-formed message."""
+    chunks, last, _ = _scan(buf)
+    return chunks, last
+
+
+def decode_chunks(buf: bytes) -> list[StoredChunk]:
+    """The chunks of a serialized GetChunksResponse, as views of `buf`."""
+    return _scan(buf)[0]
+
+
+def decode_fetch(buf: bytes) -> list[StoredChunk] | swarm_pb2.Busy:
+    """A serialized swarm FetchResponse: its chunks (views of `buf`), or its busy answer."""
+    chunks, _, other = _scan(buf)
+    if other:
+        return swarm_pb2.FetchResponse.FromString(buf).busy
+    return chunks
+
+
+def _scan(buf: bytes) -> tuple[list[StoredChunk], bool, bool]:
+    """Field 1's chunks, field 2 as a flag, and whether field 2 came as a message."""
     view = memoryview(buf)
     chunks: list[StoredChunk] = []
-    last = False
+    last = other = False
     pos, end = 0, len(buf)
     while pos < end:
         key, pos = _read_varint(buf, pos, end)
@@ -147,8 +169,9 @@ def decode_put(buf: bytes) -> tuple[list[StoredChunk], bool]:
             value, pos = _read_varint(buf, pos, end)
             last = value != 0
         else:
+            other = other or field == 2
             pos = _skip(buf, wire, pos, end)
-    return chunks, last
+    return chunks, last, other
 
 
 def decode_data(raw: bytes) -> bytes | memoryview:
@@ -191,8 +214,8 @@ class _Capture:
 def add_framed(server: grpc.aio.Server, add_to_server: Callable[[Any, Any], None],
                servicer: Any, reads: tuple[str, ...] = (), puts: tuple[str, ...] = ()) -> None:
     """Register `servicer` as the generated `add_to_server` would, except that `reads`
-    (server-streaming ReadBlobResponse methods) yield bytes already framed by
-    `encode_data`, sent as they are, and `puts` (client-streaming PutChunksRequest methods)
+    (server-streaming methods) yield bytes already framed (`encode_data`,
+    `encode_chunks`), sent as they are, and `puts` (client-streaming PutChunksRequest methods)
     receive each message's bytes as they came, for `decode_put`."""
     capture = _Capture()
     add_to_server(servicer, capture)

@@ -161,7 +161,7 @@ class ChunkStoreService(chunks_pb2_grpc.ChunkStoreServicer):
         ids = convert.split_ids(request.ids)
         async for group in by_size_async(self.node.get_chunks(ids, request.skip_missing),
                                          MESSAGE_BYTES):
-            yield chunks_pb2.GetChunksResponse(chunks=[convert.chunk_to_pb(c) for c in group])
+            yield framing.encode_chunks(group)  # type: ignore[misc]  # framed: see start_server
 
 
 class BlobsService(blobs_pb2_grpc.BlobsServicer):
@@ -357,7 +357,7 @@ async def start_server(node: LocalNode, listen: str, tls: TlsFiles | None = None
     server = grpc.aio.server(options=SERVER_OPTIONS)
     # Bulk reads and puts skip protobuf's copies (node/rpc/framing.py); the bytes are the same.
     framing.add_framed(server, chunks_pb2_grpc.add_ChunkStoreServicer_to_server,
-                       ChunkStoreService(node), puts=("Put",))
+                       ChunkStoreService(node), reads=("Get",), puts=("Put",))
     framing.add_framed(server, blobs_pb2_grpc.add_BlobsServicer_to_server,
                        BlobsService(node), reads=("Read",))
     add_registry(server, node)

@@ -13,7 +13,7 @@ import grpc
 
 from node.api import StoredChunk
 from node.errors import NodeError, Unavailable
-from node.rpc import convert
+from node.rpc import framing
 from node.rpc.options import CLIENT_OPTIONS
 from node.rpc.status import error_of
 from node.rpc.tls import TlsFiles
@@ -114,12 +114,14 @@ class SwarmClient:
         """The chunks asked, in order, a message at a time. Busy when the server is at its
         cap; NotFound when it lacks a chunk (after those before it); Unavailable when it
         fails, hangs or hangs up."""
-        stub = swarm_pb2_grpc.PeerStub(self._channel(address))
-        call = stub.Fetch(swarm_pb2.FetchRequest(digest=digest, first_index=first_index,
+        fetch = self._channel(address).unary_stream(
+            "/shoal.v1.Peer/Fetch", request_serializer=swarm_pb2.FetchRequest.SerializeToString,
+            response_deserializer=framing.decode_fetch)  # framed: node/rpc/framing.py
+        call = fetch(swarm_pb2.FetchRequest(digest=digest, first_index=first_index,
                                                  ids=b"".join(ids), requester=requester,
                                                  direct=direct),
                           timeout=FETCH_DEADLINE)
-        messages: AsyncIterator[swarm_pb2.FetchResponse] = aiter(call)
+        messages: AsyncIterator[list[StoredChunk] | swarm_pb2.Busy] = aiter(call)
         try:
             while True:
                 try:
@@ -129,11 +131,10 @@ class SwarmClient:
                     return
                 except TimeoutError:
                     raise Unavailable(f"{address} sent nothing for {FETCH_IDLE:.0f} s") from None
-                if message.HasField("busy"):
-                    busy = message.busy
-                    raise Busy(_holder_list(busy.chunk_count, busy.holders),
-                               busy.retry_after_ms / 1000)
-                yield [convert.chunk_from_pb(c) for c in message.chunks]
+                if isinstance(message, swarm_pb2.Busy):
+                    raise Busy(_holder_list(message.chunk_count, message.holders),
+                               message.retry_after_ms / 1000)
+                yield message
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from None
         finally:

@@ -18,7 +18,7 @@ import grpc
 from node.api import StoredChunk
 from node.errors import NodeError
 from node.grouping import by_size, by_size_async
-from node.rpc import convert
+from node.rpc import convert, framing
 from node.rpc.options import MESSAGE_BYTES
 from node.rpc.status import status_of
 from node.swarm.holders import DEFAULT_LIMIT, HolderBook, Holding, from_bits, to_bits
@@ -144,13 +144,16 @@ class PeerService(swarm_pb2_grpc.PeerServicer):
 
     async def Fetch(self, request: swarm_pb2.FetchRequest, context: Ctx
                     ) -> AsyncIterator[swarm_pb2.FetchResponse]:
+        # Messages framed here (node/rpc/framing.py; see add_peer_service): the chunks
+        # through encode_chunks, the rare busy answer through protobuf.
         counters = self.counters
         if counters.serving >= self.limit:
             counters.busy += 1
             known, holders = holders_pb(self.book, request.digest, request.requester)
             await _compress(context)
             yield swarm_pb2.FetchResponse(busy=swarm_pb2.Busy(
-                holders=holders, chunk_count=known, retry_after_ms=BUSY_RETRY_MS))
+                holders=holders, chunk_count=known,
+                retry_after_ms=BUSY_RETRY_MS)).SerializeToString()  # type: ignore[misc]
             return
         counters.serving += 1
         try:
@@ -160,15 +163,15 @@ class PeerService(swarm_pb2_grpc.PeerServicer):
                 if elsewhere is not None:
                     counters.redirects += 1
                     await _compress(context)
-                    yield swarm_pb2.FetchResponse(busy=elsewhere)
+                    yield swarm_pb2.FetchResponse(  # type: ignore[misc]
+                        busy=elsewhere).SerializeToString()
                     return
             async for run in self.source.chunk_runs(ids):
                 for group in by_size(run, MESSAGE_BYTES):
                     # Counted as handed to gRPC: the generator resumes after a yield only
                     # when the next message is wanted, so a count after would lag.
                     self._sent(len(group), sum(len(c.data) for c in group))
-                    yield swarm_pb2.FetchResponse(
-                        chunks=[convert.chunk_to_pb(c) for c in group])
+                    yield framing.encode_chunks(group)  # type: ignore[misc]
         except (NodeError, ValueError, OSError) as exc:
             await _abort(context, exc)
         finally:
@@ -211,5 +214,11 @@ def add_owner_services(server: grpc.aio.Server, store: ChunkReader, book: Holder
     """Swarm and Peer on an owner node; returns the Peer service (for its counters)."""
     swarm_pb2_grpc.add_SwarmServicer_to_server(SwarmService(book), server)
     peer = PeerService(Runs(store, OWNER_RUN_BYTES), limit, book, chunk_count)
-    swarm_pb2_grpc.add_PeerServicer_to_server(peer, server)
+    add_peer_service(server, peer)
     return peer
+
+
+def add_peer_service(server: grpc.aio.Server, peer: PeerService) -> None:
+    """Register `peer`, its Fetch answers sent as the framed bytes it yields."""
+    framing.add_framed(server, swarm_pb2_grpc.add_PeerServicer_to_server, peer,
+                       reads=("Fetch",))

@@ -15,7 +15,14 @@ from node.blobio import write_blob
 from node.errors import InvalidArgument
 from node.rpc import convert
 from node.rpc.client import RemoteNode
-from node.rpc.framing import decode_data, decode_put, encode_data, encode_put
+from node.rpc.framing import (
+    decode_chunks,
+    decode_data,
+    decode_fetch,
+    decode_put,
+    encode_chunks,
+    encode_data,
+)
 from shoal.v1 import (
     blobs_pb2,
     blobs_pb2_grpc,
@@ -23,6 +30,7 @@ from shoal.v1 import (
     chunks_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
+    swarm_pb2,
 )
 
 # Around every varint width change, and the sizes a read actually sends.
@@ -68,7 +76,7 @@ def some_chunks() -> list[StoredChunk]:
 @pytest.mark.parametrize("last", [False, True])
 def test_put_encoding_is_protobufs(last: bool) -> None:
     chunks = some_chunks()
-    framed = encode_put(chunks, last=last)
+    framed = encode_chunks(chunks, last=last)
     assert framed == chunks_pb2.PutChunksRequest(
         chunks=[convert.chunk_to_pb(c) for c in chunks], last=last).SerializeToString()
     got, got_last = decode_put(framed)
@@ -76,7 +84,7 @@ def test_put_encoding_is_protobufs(last: bool) -> None:
     assert [(c.id, c.codec, c.raw_length, bytes(c.data)) for c in got] == \
         [(c.id, c.codec, c.raw_length, bytes(c.data)) for c in chunks]
     assert all(isinstance(c.data, memoryview) for c in got)  # views, not copies
-    assert encode_put([]) == b"" and decode_put(b"") == ([], False)
+    assert encode_chunks([]) == b"" and decode_put(b"") == ([], False)
 
 
 def test_put_decoding_takes_what_any_protobuf_encoder_may_send() -> None:
@@ -97,16 +105,33 @@ def test_put_decoding_takes_what_any_protobuf_encoder_may_send() -> None:
         [(c.id, c.codec, c.raw_length, c.data) for c in reference.chunks]
 
 
+def test_get_and_fetch_answers_are_framed_and_read_the_same_way() -> None:
+    chunks = some_chunks()
+    as_pb = [convert.chunk_to_pb(c) for c in chunks]
+    framed = encode_chunks(chunks)
+    assert framed == chunks_pb2.GetChunksResponse(chunks=as_pb).SerializeToString()
+    assert framed == swarm_pb2.FetchResponse(chunks=as_pb).SerializeToString()
+    for got in (decode_chunks(framed), decode_fetch(framed)):
+        assert isinstance(got, list)
+        assert [(c.id, c.codec, c.raw_length, bytes(c.data)) for c in got] == \
+            [(c.id, c.codec, c.raw_length, bytes(c.data)) for c in chunks]
+    busy = swarm_pb2.Busy(chunk_count=9, retry_after_ms=250, holders=[
+        swarm_pb2.Holder(address="10.0.0.2:7500", held=b"\xff\x01")])
+    assert decode_fetch(swarm_pb2.FetchResponse(busy=busy).SerializeToString()) == busy
+    assert decode_fetch(swarm_pb2.FetchResponse(busy=swarm_pb2.Busy()).SerializeToString()
+                        ) == swarm_pb2.Busy()  # an empty busy message is still busy
+
+
 @pytest.mark.parametrize("cut", [1, 2, 5, 40, 100])
 def test_a_truncated_or_garbled_put_is_refused(cut: int) -> None:
-    framed = encode_put(some_chunks()[:3])
+    framed = encode_chunks(some_chunks()[:3])
     with pytest.raises(InvalidArgument):
         decode_put(framed[:-cut])
     with pytest.raises(InvalidArgument):
         decode_put(b"\x0b" + framed)  # wire type 3 (a group): never sent by proto3
     with pytest.raises(InvalidArgument):
         decode_put(b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")
-    unknown_codec = encode_put([StoredChunk(bytes(32), Codec.ZSTD, 1, b"x")]).replace(
+    unknown_codec = encode_chunks([StoredChunk(bytes(32), Codec.ZSTD, 1, b"x")]).replace(
         b"\x10\x01", b"\x10\x07", 1)
     with pytest.raises(InvalidArgument, match="unknown codec 7"):
         decode_put(unknown_codec)
