@@ -73,5 +73,9 @@ def start_writeback(fd: int, offset: int, length: int) -> bool:
 def forget_written(fd: int, offset: int, length: int) -> None:
     """Give back the page cache behind `length` written bytes at `offset` of `fd`; pages
     still dirty or being written stay (the kernel skips them)."""
-    if hasattr(os, "posix_fadvise"):
+    if not hasattr(os, "posix_fadvise"):
+        return
+    try:
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except OSError as exc:  # the bytes are written either way: never fail a put for this
+        log.debug("posix_fadvise: %s", exc)

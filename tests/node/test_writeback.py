@@ -93,3 +93,26 @@ def test_start_writeback_reports_what_it_did(scratch: Path) -> None:
     finally:
         os.close(fd)
     assert writeback.start_writeback(-1, 0, 4096) is False  # a bad descriptor: refused
+
+
+def test_a_refused_hint_fails_nothing(scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both calls are hints: when the kernel refuses them, appends and syncs go on."""
+    def refuse(*args: object) -> None:
+        raise OSError(22, "refused")
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    monkeypatch.setattr(writeback, "_sync_file_range", lambda *args: -1)
+    monkeypatch.setattr("node.packs.WRITEBACK_STEP", 64 << 10)
+    packs = Packs(scratch / "packs", drop_written=True)
+    try:
+        payloads = [random_bytes(50_000, seed=i) for i in range(8)]
+        locations = []
+        for i in range(0, 8, 2):
+            locations += packs.append(payloads[i:i + 2], sync=False)
+        packs.sync()
+        locations += packs.append([b"synced at once"])
+        for (number, offset), payload in zip(locations, [*payloads, b"synced at once"],
+                                             strict=True):
+            assert packs.read(number, offset, len(payload)) == payload
+    finally:
+        packs.close()
