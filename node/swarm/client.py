@@ -118,9 +118,9 @@ class SwarmClient:
             "/shoal.v1.Peer/Fetch", request_serializer=swarm_pb2.FetchRequest.SerializeToString,
             response_deserializer=framing.decode_fetch)  # framed: node/rpc/framing.py
         call = fetch(swarm_pb2.FetchRequest(digest=digest, first_index=first_index,
-                                                 ids=b"".join(ids), requester=requester,
-                                                 direct=direct),
-                          timeout=FETCH_DEADLINE)
+                                            ids=b"".join(ids), requester=requester,
+                                            direct=direct),
+                     timeout=FETCH_DEADLINE)
         messages: AsyncIterator[list[StoredChunk] | swarm_pb2.Busy] = aiter(call)
         try:
             while True:
