@@ -132,10 +132,7 @@ class Packs:
                     os.fdatasync(self._fd)
             except OSError as exc:
                 # The bytes may be partly there; the index never points at them.
-                self._size = os.fstat(self._fd).st_size
-                self._flushed = min(self._flushed, self._size)
-                self._forgotten = min(self._forgotten, self._size)
-                self._synced_to = min(self._synced_to, self._size)
+                self._cut_to(os.fstat(self._fd).st_size)
                 raise ResourceExhausted(f"cannot write chunk data: {exc}") from exc
             self._size = offset
             if sync:
@@ -147,6 +144,13 @@ class Packs:
                 start_writeback(self._fd, self._flushed, offset - self._flushed)
                 self._flushed = offset
             return locations
+
+    def _cut_to(self, size: int) -> None:
+        """The current pack now ends at `size`: no mark may lie past it."""
+        self._size = size
+        self._flushed = min(self._flushed, size)
+        self._forgotten = min(self._forgotten, size)
+        self._synced_to = min(self._synced_to, size)
 
     def _forget(self, start: int, end: int) -> None:
         if self._drop_written and end > start:
@@ -200,10 +204,7 @@ class Packs:
                 cut = self._size - end
                 os.ftruncate(self._fd, end)
                 os.fdatasync(self._fd)
-                self._size = end
-                self._flushed = min(self._flushed, end)
-                self._forgotten = min(self._forgotten, end)
-                self._synced_to = min(self._synced_to, end)
+                self._cut_to(end)
                 return cut
             size = self.size(number)
             if size <= end:

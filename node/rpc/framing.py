@@ -24,6 +24,7 @@ repeated, or unknown to this version).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any
 
 import grpc
@@ -34,6 +35,9 @@ from shoal.v1 import blobs_pb2, swarm_pb2
 
 _DATA_TAG = 0x0A  # field 1, wire type 2 (length-delimited)
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5  # protobuf wire types
+
+
+_SMALL = [bytes([i]) for i in range(0x80)]
 
 
 def _varint(n: int) -> bytes:
@@ -47,14 +51,11 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [bytes([i]) for i in range(0x80)]
-
-
 def encode_data(data: bytes | memoryview) -> bytes:
     """The serialized ReadBlobResponse(data=data)."""
     if len(data) == 0:
         return b""  # proto3 leaves a default field out
-    return b"".join((b"\x0a", _varint(len(data)), data))
+    return b"".join((_SMALL[_DATA_TAG], _varint(len(data)), data))
 
 
 def encode_chunks(chunks: Sequence[StoredChunk], last: bool = False) -> bytes:
@@ -180,17 +181,10 @@ def decode_data(raw: bytes) -> bytes | memoryview:
     if not raw:
         return b""
     if raw[0] == _DATA_TAG:
-        n = shift = 0
-        pos = 1
-        while pos < len(raw) and pos <= 10:
-            byte = raw[pos]
-            pos += 1
-            n |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                if pos + n == len(raw):
-                    return memoryview(raw)[pos:]
-                break
+        with suppress(InvalidArgument):  # not the plain encoding: protobuf decides below
+            n, pos = _read_varint(raw, 1, len(raw))
+            if pos + n == len(raw):
+                return memoryview(raw)[pos:]
     data: bytes = blobs_pb2.ReadBlobResponse.FromString(raw).data
     return data
 
