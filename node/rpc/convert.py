@@ -7,17 +7,15 @@ from collections.abc import Sequence
 
 from node.api import (
     BlobInfo,
-    Codec,
     Descriptor,
     ManifestEntry,
     ManifestRecord,
-    StoredChunk,
     UploadInfo,
 )
 from node.chunking import CHUNK_ID_SIZE
 from node.errors import InvalidArgument
 from node.recipe import Recipe
-from shoal.v1 import blobs_pb2, chunks_pb2, registry_pb2
+from shoal.v1 import blobs_pb2, registry_pb2
 
 
 def split_ids(packed: bytes) -> list[bytes]:
@@ -47,19 +45,6 @@ def unpack_lengths(packed: bytes, count: int) -> list[int | None]:
     if len(packed) != 4 * count:
         raise InvalidArgument(f"{len(packed)} bytes of lengths for {count} chunks")
     return [int.from_bytes(packed[i:i + 4], "big") or None for i in range(0, len(packed), 4)]
-
-
-def chunk_to_pb(c: StoredChunk) -> chunks_pb2.Chunk:
-    return chunks_pb2.Chunk(id=c.id, codec=int(c.codec), raw_length=c.raw_length,  # type: ignore[arg-type]
-                            data=bytes(c.data))
-
-
-def chunk_from_pb(c: chunks_pb2.Chunk) -> StoredChunk:
-    try:
-        codec = Codec(c.codec)
-    except ValueError:
-        raise InvalidArgument(f"unknown codec {c.codec}") from None
-    return StoredChunk(c.id, codec, c.raw_length, c.data)
 
 
 def blob_to_pb(b: BlobInfo) -> blobs_pb2.BlobInfo:

@@ -22,11 +22,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from node.api import NodeAPI, StoredChunk
+from node.api import Codec, NodeAPI, StoredChunk
 from node.chunking import StreamChunker
 from node.codec import CompressionProbe
 from node.recipe import Recipe
 from node.rpc.tls import TlsFiles
+from shoal.v1 import chunks_pb2
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -94,6 +95,17 @@ def encode(data: bytes) -> list[StoredChunk]:
     """`data` cut and encoded the way the write path does it."""
     probe = CompressionProbe()
     return [probe.encode(raw) for raw in cut(data)]
+
+
+def chunk_pb(c: StoredChunk) -> chunks_pb2.Chunk:
+    """`c` as the generated classes carry it: the reference the hand framing is held to
+    (node/rpc/framing.py), and how another client would send it."""
+    return chunks_pb2.Chunk(id=c.id, codec=int(c.codec), raw_length=c.raw_length,  # type: ignore[arg-type]
+                            data=bytes(c.data))
+
+
+def chunk_of_pb(c: chunks_pb2.Chunk) -> StoredChunk:
+    return StoredChunk(c.id, Codec(c.codec), c.raw_length, c.data)
 
 
 def recipe_of(chunks: Sequence[StoredChunk]) -> Recipe:

@@ -12,7 +12,17 @@ from typing import Any
 
 import grpc
 import pytest
-from nodetest import NodeProcess, collect, encode, one_batch, sha256, store_blob, text_bytes
+from nodetest import (
+    NodeProcess,
+    chunk_of_pb,
+    chunk_pb,
+    collect,
+    encode,
+    one_batch,
+    sha256,
+    store_blob,
+    text_bytes,
+)
 
 from node.api import Codec
 from node.chunking import chunk_id
@@ -97,10 +107,10 @@ async def test_put_with_a_hash_mismatch_or_unknown_codec(node_process: NodeProce
                 yield m
             yield chunks_pb2.PutChunksRequest(last=True)
 
-        bad = chunks_pb2.PutChunksRequest(chunks=[convert.chunk_to_pb(forged)])
+        bad = chunks_pb2.PutChunksRequest(chunks=[chunk_pb(forged)])
         assert await status_of(stub.Put(send(bad), timeout=10)) == \
             grpc.StatusCode.INVALID_ARGUMENT
-        odd = convert.chunk_to_pb(chunk)
+        odd = chunk_pb(chunk)
         odd.codec = 9  # type: ignore[assignment]
         assert await status_of(stub.Put(send(chunks_pb2.PutChunksRequest(chunks=[odd])),
                                         timeout=10)) == grpc.StatusCode.INVALID_ARGUMENT
@@ -112,7 +122,7 @@ async def test_a_put_message_that_is_not_protobuf(node_process: NodeProcess) -> 
     """Put requests are parsed by hand (node/rpc/framing.py): bytes that are no
     PutChunksRequest are refused as such, after good chunks in the same stream too."""
     good = CompressionProbe().encode(os.urandom(3000))
-    good_message = chunks_pb2.PutChunksRequest(chunks=[convert.chunk_to_pb(good)])
+    good_message = chunks_pb2.PutChunksRequest(chunks=[chunk_pb(good)])
     async with raw_channel(node_process) as channel:
         put = channel.stream_unary("/shoal.v1.ChunkStore/Put", request_serializer=None,
                                    response_deserializer=chunks_pb2.PutChunksResponse.FromString)
@@ -206,7 +216,7 @@ async def _cancelled_put(proc: NodeProcess, messages: list[chunks_pb2.PutChunksR
 
 def _messages(size: int) -> tuple[list[chunks_pb2.PutChunksRequest], list[bytes]]:
     chunks = encode(os.urandom(size))
-    messages = [chunks_pb2.PutChunksRequest(chunks=[convert.chunk_to_pb(c)
+    messages = [chunks_pb2.PutChunksRequest(chunks=[chunk_pb(c)
                                                     for c in chunks[i:i + 60]])
                 for i in range(0, len(chunks), 60)]
     return messages, [c.id for c in chunks]
@@ -228,7 +238,7 @@ async def test_a_cancelled_put_stream_leaves_only_verified_chunks(node_process: 
         got = [c async for c in remote.get_chunks(visible)]  # verified on the way out
         assert [c.id for c in got] == visible
         # The node still takes a normal put of the same chunks afterwards.
-        chunks = [convert.chunk_from_pb(c) for m in messages[:2] for c in m.chunks]
+        chunks = [chunk_of_pb(c) for m in messages[:2] for c in m.chunks]
         await remote.put_chunks(one_batch(chunks))
         assert all(await remote.has_chunks([c.id for c in chunks]))
     finally:

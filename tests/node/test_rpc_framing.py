@@ -8,12 +8,11 @@ import os
 import grpc
 import pytest
 from google.protobuf.message import DecodeError
-from nodetest import NodeProcess, encode, one_batch, pieces, recipe_of, sha256
+from nodetest import NodeProcess, chunk_pb, encode, one_batch, pieces, recipe_of, sha256
 
 from node.api import Codec, StoredChunk
 from node.blobio import write_blob
 from node.errors import InvalidArgument
-from node.rpc import convert
 from node.rpc.client import RemoteNode
 from node.rpc.framing import (
     decode_chunks,
@@ -78,7 +77,7 @@ def test_put_encoding_is_protobufs(last: bool) -> None:
     chunks = some_chunks()
     framed = encode_chunks(chunks, last=last)
     assert framed == chunks_pb2.PutChunksRequest(
-        chunks=[convert.chunk_to_pb(c) for c in chunks], last=last).SerializeToString()
+        chunks=[chunk_pb(c) for c in chunks], last=last).SerializeToString()
     got, got_last = decode_put(framed)
     assert got_last is last
     assert [(c.id, c.codec, c.raw_length, bytes(c.data)) for c in got] == \
@@ -107,7 +106,7 @@ def test_put_decoding_takes_what_any_protobuf_encoder_may_send() -> None:
 
 def test_get_and_fetch_answers_are_framed_and_read_the_same_way() -> None:
     chunks = some_chunks()
-    as_pb = [convert.chunk_to_pb(c) for c in chunks]
+    as_pb = [chunk_pb(c) for c in chunks]
     framed = encode_chunks(chunks)
     assert framed == chunks_pb2.GetChunksResponse(chunks=as_pb).SerializeToString()
     assert framed == swarm_pb2.FetchResponse(chunks=as_pb).SerializeToString()
@@ -167,7 +166,7 @@ async def test_generated_stubs_put_chunks_into_a_node(node_process: NodeProcess)
     node = RemoteNode(node_process.target)
     try:
         async def requests() -> object:
-            yield chunks_pb2.PutChunksRequest(chunks=[convert.chunk_to_pb(c) for c in chunks])
+            yield chunks_pb2.PutChunksRequest(chunks=[chunk_pb(c) for c in chunks])
             yield chunks_pb2.PutChunksRequest(last=True)
 
         reply = await chunks_pb2_grpc.ChunkStoreStub(channel).Put(requests(), timeout=30)

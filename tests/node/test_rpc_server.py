@@ -8,10 +8,9 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from nodetest import encode
+from nodetest import chunk_pb, encode
 
 from node.local import LocalNode
-from node.rpc import convert
 from node.rpc.server import ChunkStoreService
 from shoal.v1 import chunks_pb2
 
@@ -37,7 +36,7 @@ async def test_a_put_whose_stream_ended_by_cancellation_commits_nothing(scratch:
     node = await LocalNode.open(scratch / "data", verify_puts=True)
     try:
         async def requests() -> AsyncIterator[chunks_pb2.PutChunksRequest]:
-            yield chunks_pb2.PutChunksRequest(chunks=[convert.chunk_to_pb(c) for c in chunks])
+            yield chunks_pb2.PutChunksRequest(chunks=[chunk_pb(c) for c in chunks])
 
         service = ChunkStoreService(node)
         # An abort or a cancellation error is fine; storing is not.

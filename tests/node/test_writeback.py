@@ -48,6 +48,20 @@ def droppable(folder: Path) -> bool:
     return gone
 
 
+def append_in_groups(packs: Packs, payloads: list[bytes], per: int) -> list[tuple[int, int]]:
+    """Append `payloads` `per` at a time without syncing, as a put does; their locations."""
+    locations = []
+    for i in range(0, len(payloads), per):
+        locations += packs.append(payloads[i:i + per], sync=False)
+    return locations
+
+
+def assert_read_back(packs: Packs, locations: list[tuple[int, int]],
+                     payloads: list[bytes]) -> None:
+    for (number, offset), payload in zip(locations, payloads, strict=True):
+        assert packs.read(number, offset, len(payload)) == payload
+
+
 @pytest.mark.parametrize("drop", [True, False])
 def test_written_pages_leave_the_cache_once_synced(scratch: Path, drop: bool,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,14 +71,11 @@ def test_written_pages_leave_the_cache_once_synced(scratch: Path, drop: bool,
     packs = Packs(scratch / "packs", drop_written=drop)
     try:
         payloads = [random_bytes(100_000, seed=i) for i in range(40)]
-        locations = []
-        for i in range(0, 40, 4):
-            locations += packs.append(payloads[i:i + 4], sync=False)
+        locations = append_in_groups(packs, payloads, 4)
         packs.sync()
         share = resident_fraction(packs.path(packs.current))
         assert share < 0.1 if drop else share > 0.9
-        for (number, offset), payload in zip(locations, payloads, strict=True):
-            assert packs.read(number, offset, len(payload)) == payload
+        assert_read_back(packs, locations, payloads)
     finally:
         packs.close()
 
@@ -106,13 +117,9 @@ def test_a_refused_hint_fails_nothing(scratch: Path, monkeypatch: pytest.MonkeyP
     packs = Packs(scratch / "packs", drop_written=True)
     try:
         payloads = [random_bytes(50_000, seed=i) for i in range(8)]
-        locations = []
-        for i in range(0, 8, 2):
-            locations += packs.append(payloads[i:i + 2], sync=False)
+        locations = append_in_groups(packs, payloads, 2)
         packs.sync()
         locations += packs.append([b"synced at once"])
-        for (number, offset), payload in zip(locations, [*payloads, b"synced at once"],
-                                             strict=True):
-            assert packs.read(number, offset, len(payload)) == payload
+        assert_read_back(packs, locations, [*payloads, b"synced at once"])
     finally:
         packs.close()
