@@ -109,8 +109,8 @@ async def measure(node: RemoteNode, pid: int, name: str, pieces: Iterator[bytes]
     recipe = Recipe.from_entries((c.id, c.raw_length) for c in chunks)
     digest = "sha256:" + hashlib.sha256(name.encode() + os.urandom(8)).hexdigest()
     await node.commit_blob(digest, recipe)
-    # The first read finds the packs in the page cache, or on disk with
-    # --drop-written-pages (node/writeback.py); the next three, in the page cache.
+    # The first read finds the packs on disk (node/packwriter.py writes around the page
+    # cache), or in the page cache with --buffered-packs; the next three, in the cache.
     reads = []
     for _ in range(4):
         start = time.perf_counter()
@@ -187,8 +187,8 @@ async def run(args: argparse.Namespace, data: Path, port_file: Path) -> dict[str
     figures["grpc_ceiling_mb_per_s"] = await asyncio.to_thread(ceiling)
     print(f"  gRPC: {figures['grpc_ceiling_mb_per_s']:.0f} MB/s for a bare stream of 1 MiB "
           f"messages between two processes (the transport's ceiling)")
-    options = ["--drop-written-pages"] if args.drop_written_pages else []
-    figures["drop_written_pages"] = args.drop_written_pages
+    options = ["--buffered-packs"] if args.buffered_packs else []
+    figures["buffered_packs"] = args.buffered_packs
     with process(node_command(data, port_file, *options), data.parent / "node.log",
                  port_file) as proc:
         port = await asyncio.to_thread(port_file.read_text)
@@ -213,8 +213,8 @@ def main() -> None:
                         help="where the node keeps its data (default: a temp dir; "
                              "use /dev/shm to take the disk out of the measure)")
     parser.add_argument("--big", type=int, default=0, help="also stream a blob of N MiB")
-    parser.add_argument("--drop-written-pages", action="store_true",
-                        help="run the node with --drop-written-pages (node/writeback.py)")
+    parser.add_argument("--buffered-packs", action="store_true",
+                        help="run the node with --buffered-packs (node/packwriter.py)")
     args = parser.parse_args()
     pin_allocator()  # as in every shoal process, the gateway (this client's role) included
     with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:

@@ -75,11 +75,11 @@ class LocalNode:
 
     def __init__(self, data_dir: Path, verify_puts: bool = False, member: bool = False,
                  clock: Clock = wall_ms, pack_limit: int = PACK_LIMIT,
-                 drop_written: bool = False) -> None:
+                 direct_writes: bool = True) -> None:
         self.data_dir = data_dir
         self.clock = clock
         self.index = Index(data_dir / "index")
-        self.packs = Packs(data_dir / "packs", pack_limit, drop_written)
+        self.packs = Packs(data_dir / "packs", pack_limit, direct_writes)
         self.chunks = ChunkStore(self.index, self.packs, verify_puts=verify_puts, clock=clock)
         # A cluster member keeps recipes whose chunks live on other nodes (node/blobs.py).
         self.member = member
@@ -95,9 +95,9 @@ class LocalNode:
     @classmethod
     async def open(cls, data_dir: Path, verify_puts: bool = False, member: bool = False,
                    clock: Clock = wall_ms, pack_limit: int = PACK_LIMIT,
-                   drop_written: bool = False) -> LocalNode:
+                   direct_writes: bool = True) -> LocalNode:
         return await asyncio.to_thread(cls, data_dir, verify_puts, member, clock, pack_limit,
-                                       drop_written)
+                                       direct_writes)
 
     async def close(self) -> None:
         def shut() -> None:

@@ -24,12 +24,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from node.errors import ResourceExhausted
-from node.writeback import WRITEBACK_STEP, forget_written, start_writeback
+from node.packwriter import PackWriter
 
 log = logging.getLogger(__name__)
 
 PACK_LIMIT = 256 << 20
-IOV_BATCH = 512  # below IOV_MAX (1024 on Linux)
 
 
 def _pack_name(number: int) -> str:
@@ -47,10 +46,10 @@ class Packs:
     """The pack files of one node: one writer, any number of readers (pread)."""
 
     def __init__(self, folder: Path, pack_limit: int = PACK_LIMIT,
-                 drop_written: bool = False) -> None:
+                 direct: bool = True) -> None:
         self._folder = folder
         self._limit = pack_limit
-        self._drop_written = drop_written
+        self._direct = direct
         folder.mkdir(parents=True, exist_ok=True)
         numbers = [int(p.name[5:13]) for p in folder.glob("pack-*.dat")]
         self._current = max(numbers, default=1)
@@ -62,23 +61,24 @@ class Packs:
         self._epoch = 0
         self._readers: Counter[int] = Counter()  # epoch -> reads in flight
         self._retired: list[tuple[int, int]] = []  # (pack, epoch when retired)
-        self._fd = self._open_current()
         # A crash may leave unindexed bytes at the end of a pack; they are never referred
         # to, so appending after them is safe and nothing needs truncating.
-        self._size = os.fstat(self._fd).st_size
-        # Writeback started up to _flushed, pages given back up to _forgotten, fsynced up
-        # to _synced_to (see node/writeback.py).
-        self._flushed = self._forgotten = self._synced_to = self._size
+        self._writer = self._open_current()
 
-    def _open_current(self) -> int:
+    def _open_current(self) -> PackWriter:
         path = self._folder / _pack_name(self._current)
         created = not path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        writer = PackWriter(path, self._direct)
         if created:
             # The new name must be durable too, or a power loss could drop a whole pack
             # whose chunks the index already refers to.
             self._sync_folder()
-        return fd
+        return writer
+
+    @property
+    def direct(self) -> bool:
+        """Whether appends bypass the page cache (node/packwriter.py)."""
+        return self._writer.direct
 
     def path(self, number: int) -> Path:
         return self._folder / _pack_name(number)
@@ -92,18 +92,23 @@ class Packs:
         return sorted(int(p.name[5:13]) for p in self._folder.glob("pack-*.dat"))
 
     def size(self, number: int) -> int:
+        """Bytes in pack `number` (the current pack's file may be padded past them)."""
+        with self._write_lock:
+            if number == self._current:
+                return self._writer.size
+        return self._file_size(number)
+
+    def _file_size(self, number: int) -> int:
         try:
             return self.path(number).stat().st_size
         except FileNotFoundError:
             return 0
 
     def _roll(self) -> None:
-        os.fdatasync(self._fd)  # unsynced appends to the old pack must not be lost
-        self._synced()
-        os.close(self._fd)
+        self._writer.sync()  # unsynced appends to the old pack must not be lost
+        self._writer.close()
         self._current += 1
-        self._fd = self._open_current()
-        self._size = self._flushed = self._forgotten = self._synced_to = 0
+        self._writer = self._open_current()
 
     def append(self, payloads: Sequence[bytes | memoryview], sync: bool = True,
                hold: PackHold | None = None) -> list[tuple[int, int]]:
@@ -113,55 +118,24 @@ class Packs:
         if not payloads:
             return []
         with self._write_lock:
-            if self._size >= self._limit:
+            if self._writer.size >= self._limit:
                 self._roll()
             if hold is not None and self._current not in hold.numbers:
                 hold.numbers.add(self._current)
                 self._holds[self._current] += 1
             locations = []
-            offset = self._size
+            offset = self._writer.size
             for payload in payloads:
                 locations.append((self._current, offset))
                 offset += len(payload)
             try:
-                for start in range(0, len(payloads), IOV_BATCH):
-                    group = payloads[start : start + IOV_BATCH]
-                    if os.writev(self._fd, group) != sum(map(len, group)):
-                        raise OSError(f"short write to pack {self._current}")
+                self._writer.append(payloads)
                 if sync:
-                    os.fdatasync(self._fd)
+                    self._writer.sync()
             except OSError as exc:
                 # The bytes may be partly there; the index never points at them.
-                self._cut_to(os.fstat(self._fd).st_size)
                 raise ResourceExhausted(f"cannot write chunk data: {exc}") from exc
-            self._size = offset
-            if sync:
-                self._synced()
-            elif offset - self._flushed >= WRITEBACK_STEP:
-                # The previous step's writeback has had a step's time to finish: its pages
-                # are clean now, so they can go (pages still being written stay).
-                self._forget(self._forgotten, self._flushed)
-                start_writeback(self._fd, self._flushed, offset - self._flushed)
-                self._flushed = offset
             return locations
-
-    def _cut_to(self, size: int) -> None:
-        """The current pack now ends at `size`: no mark may lie past it."""
-        self._size = size
-        self._flushed = min(self._flushed, size)
-        self._forgotten = min(self._forgotten, size)
-        self._synced_to = min(self._synced_to, size)
-
-    def _forget(self, start: int, end: int) -> None:
-        if self._drop_written and end > start:
-            forget_written(self._fd, start, end - start)
-        self._forgotten = max(self._forgotten, end)
-
-    def _synced(self) -> None:
-        # Every page since the last fsync is clean now, those that were still being
-        # written when their step's turn came included.
-        self._forget(self._synced_to, self._size)
-        self._flushed = self._synced_to = self._size
 
     def release(self, hold: PackHold) -> None:
         """The writer's appends are now in the index, or abandoned."""
@@ -182,7 +156,7 @@ class Packs:
         """Start a new pack, so the current one can be compacted; refused (False) while a
         writer holds it or when it is empty."""
         with self._write_lock:
-            if self._holds[self._current] or self._size == 0:
+            if self._holds[self._current] or self._writer.size == 0:
                 return False
             self._roll()
             return True
@@ -199,14 +173,11 @@ class Packs:
             if end is None:
                 return 0  # written before ends were recorded: nothing to go by
             if number == self._current:
-                if self._size <= end:
-                    return 0
-                cut = self._size - end
-                os.ftruncate(self._fd, end)
-                os.fdatasync(self._fd)
-                self._cut_to(end)
-                return cut
-            size = self.size(number)
+                cut = self._writer.size - end
+                if cut > 0:
+                    self._writer.truncate(end)
+                return max(cut, 0)
+            size = self._file_size(number)
             if size <= end:
                 return 0
             fd = os.open(self.path(number), os.O_WRONLY)
@@ -274,10 +245,9 @@ class Packs:
         """Make every append so far durable."""
         with self._write_lock:
             try:
-                os.fdatasync(self._fd)
+                self._writer.sync()
             except OSError as exc:
                 raise ResourceExhausted(f"cannot sync chunk data: {exc}") from exc
-            self._synced()
 
     def read(self, number: int, offset: int, length: int) -> bytes:
         fd = self._read_fds.get(number)
@@ -291,7 +261,7 @@ class Packs:
 
     def close(self) -> None:
         with self._write_lock:
-            os.close(self._fd)
+            self._writer.close()
         with self._fd_lock:
             for fd in self._read_fds.values():
                 os.close(fd)

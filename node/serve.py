@@ -55,7 +55,7 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
                      gc_config: GcConfig | None = None,
                      gc_interval: float = INTERVAL_SECONDS,
                      serve_limit: int = DEFAULT_SERVE_LIMIT,
-                     drop_written: bool = False) -> None:
+                     direct_writes: bool = True) -> None:
     """Run a node until SIGTERM or SIGINT, then drain calls in flight for `grace` seconds.
 
     The node also serves the swarm: holder lists, and chunks to edges, at most
@@ -72,7 +72,7 @@ async def serve_node(data_dir: Path, listen: str, grace: float = 10.0,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     node = await LocalNode.open(data_dir, verify_puts=True, member=member is not None,
-                                drop_written=drop_written)
+                                direct_writes=direct_writes)
     members = Membership(member.config) if member is not None else None
     repairer = (Repairer(node, members, member.member_id, member.repair_rate)
                 if member is not None and members is not None else None)

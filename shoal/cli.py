@@ -115,12 +115,12 @@ def _upload_idle(command: argparse._ActionsContainer) -> None:
                          help="cancel upload sessions idle for longer than this (default: 24)")
 
 
-def _drop_written(command: argparse._ActionsContainer) -> None:
-    command.add_argument("--drop-written-pages", action="store_true",
-                         help="give pushed chunk bytes' pages back to the kernel once they "
-                              "are on disk: a push then never evicts what pulls read, but "
-                              "the first pull of a pushed blob reads it from disk "
-                              "(node/writeback.py)")
+def _buffered_packs(command: argparse._ActionsContainer) -> None:
+    command.add_argument("--buffered-packs", action="store_true",
+                         help="write chunk bytes through the page cache: the first pull of "
+                              "a pushed blob then reads it from memory, at the cost of "
+                              "ingest CPU and of evicting what pulls read (default: "
+                              "O_DIRECT where the file system has it; node/packwriter.py)")
 
 
 def _auth(command: argparse._ActionsContainer) -> None:
@@ -241,7 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     storage.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                          help="data folder")
     _upload_idle(storage)
-    _drop_written(storage)
+    _buffered_packs(storage)
     network = serve.add_argument_group("network")
     network.add_argument("--listen", type=_host_port, default=DEFAULT_LISTEN,
                          metavar="HOST:PORT",
@@ -269,7 +269,7 @@ def _parser() -> argparse.ArgumentParser:
     storage.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                          help="data folder")
     _upload_idle(storage)
-    _drop_written(storage)
+    _buffered_packs(storage)
     network = node.add_argument_group("network")
     network.add_argument("--listen", metavar="HOST:PORT",
                          help=f"gRPC address (default: the member's address in --cluster, "
@@ -514,7 +514,7 @@ async def _serve(args: argparse.Namespace) -> None:
         raise SystemExit("shoal: --retention-interval must be more than 0")
     ssl_context = _https(args.tls_cert, args.tls_key)
     gc_config = _gc_config(args)
-    node = await LocalNode.open(args.data, drop_written=args.drop_written_pages)
+    node = await LocalNode.open(args.data, direct_writes=not args.buffered_packs)
     gc = GarbageCollector(node, gc_config)
     metrics = GatewayMetrics()
     metrics.registry.register(NodeCollector(node, gc))
@@ -579,7 +579,8 @@ async def _node(args: argparse.Namespace) -> None:
                      upload_idle=args.upload_idle_hours * 3600,
                      metrics_listen=args.metrics_listen, tls=tls, member=member,
                      gc_config=_gc_config(args), gc_interval=args.gc_interval,
-                     serve_limit=args.serve_limit, drop_written=args.drop_written_pages)
+                     serve_limit=args.serve_limit,
+                     direct_writes=not args.buffered_packs)
 
 
 def _cluster_config(path: Path) -> ClusterConfig:
