@@ -7,7 +7,7 @@ import random
 import pytest
 from nodetest import cut, random_bytes, text_bytes
 
-from node.chunking import MAX_CHUNK, MIN_CHUNK, StreamChunker, chunk_id
+from node.chunking import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, StreamChunker, chunk_id
 
 SIZE = 4 << 20
 
@@ -166,3 +166,40 @@ def test_a_stream_that_is_not_a_tar_is_plain_cdc() -> None:
     plain = StreamChunker(tar_aware=False)
     expected = [bytes(c) for c in plain.feed(data)] + [bytes(c) for c in plain.finish()]
     assert _chunks_of(data) == expected
+
+
+def test_tar_chunks_are_fastcdc_of_each_header_and_each_member_data() -> None:
+    """An independent reference: tarfile's own member offsets, FastCDC within each piece
+    (small files and headers included, which the chunker answers without FastCDC)."""
+    import io
+    import tarfile
+
+    from pyfastcdc.cy import FastCDC
+
+    rng = random.Random(10)
+    edges = [0, 1, 511, 512, 513, MIN_CHUNK - 1, MIN_CHUNK, MIN_CHUNK + 1, 200_000]
+
+    def size() -> int:  # sizes at the edges, and a quarter cut by FastCDC near the minimum
+        return rng.choice(edges) if rng.random() < 0.75 else rng.randrange(4097, 40_000)
+
+    layer = _tar({f"f{i}": rng.randbytes(size()) for i in range(300)}, 0)
+    pieces = []
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        for member in tar.getmembers():
+            pieces.append((member.offset, member.offset_data))
+            padded = -(-member.size // 512) * 512
+            if padded:
+                pieces.append((member.offset_data, member.offset_data + padded))
+    pieces.append((pieces[-1][1], len(layer)))  # the end-of-archive blocks
+    cdc = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
+    expected = [bytes(c.data) for start, end in pieces
+                for c in cdc.cut_buf(memoryview(layer)[start:end])]
+    assert _chunks_of(layer) == expected
+
+
+@pytest.mark.parametrize("block", [bytes(512), b"\xff" * 512, random_bytes(512, seed=3),
+                                   random_bytes(148, seed=4), b""])
+def test_header_byte_sums_are_exact(block: bytes) -> None:
+    from node.chunking import _byte_sum
+
+    assert _byte_sum(block) == sum(block)
