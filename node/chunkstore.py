@@ -78,9 +78,9 @@ def _follows(previous: ChunkEntry, entry: ChunkEntry) -> bool:
 class PutBatch:
     """Chunks written as one durable step: any number of `write`s, then `commit`.
 
-    Bytes are appended to packs as they come (the kernel writes them back meanwhile) and
-    fsynced once, in `commit`, just before the one index transaction that makes them
-    visible; fsyncing every few MiB instead costs a fifth of the disk's throughput here.
+    Bytes are appended to packs as they come (node/packwriter.py writes them meanwhile)
+    and made durable once, in `commit`, just before the one index transaction that makes
+    them visible; fsyncing every few MiB instead costs a fifth of the disk's throughput.
     """
 
     def __init__(self, store: ChunkStore) -> None:
