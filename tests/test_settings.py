@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from support import SHOAL, free_port, running, wait_until
+from support import SHOAL, free_port, free_port_block, running, wait_until
 
 
 def shoal(args: list[str], cwd: Path, env: dict[str, str] | None = None
@@ -141,7 +141,7 @@ def test_help_reads_well() -> None:
 def test_shoal_cluster_children_do_not_inherit_its_settings(tmp_path: Path) -> None:
     """`shoal cluster` takes --listen from the environment for its gateway, but its nodes
     must not: they would all try to bind it (and the file's one metrics port)."""
-    port, base = free_port(), free_port()
+    port, base = free_port(), free_port_block(3)  # members listen on base+1 and base+2
     (tmp_path / "shoal.toml").write_text(f'[node]\nmetrics-listen = "127.0.0.1:{port}"\n')
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
     argv = ["env", "-i", *(f"{k}={v}" for k, v in clean.items()),

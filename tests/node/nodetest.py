@@ -6,12 +6,10 @@ named `node` would shadow the real one), so its modules are imported by basename
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,40 +29,6 @@ from shoal.v1 import chunks_pb2
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on, never the same twice in one test run: two
-    processes told the same port, or a node given one and a port-0 bind that picked it,
-    would make a test talk to the wrong server."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
-
-
-def free_port_block(count: int) -> int:
-    """The first of `count` consecutive loopback ports nothing listens on, none handed out
-    before: for commands that take a base port and use the ones after it."""
-    while True:
-        base = free_port()
-        ports = range(base, base + count)
-        if any(port in _HANDED_OUT for port in ports[1:]) or ports[-1] > 65535:
-            continue
-        with contextlib.ExitStack() as held:
-            try:
-                for port in ports[1:]:
-                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _HANDED_OUT.update(ports)
-        return base
 
 
 def sha256(data: bytes) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nodetest import free_port
+from support import free_port
 
 START_TIMEOUT = 60.0
 HTTP_TIMEOUT = 120.0

@@ -10,7 +10,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from nodetest import NodeProcess, free_port
+from nodetest import NodeProcess
+from support import free_port
 
 from node.cluster.config import ClusterConfig, Member, write
 from node.rpc.tls import TlsFiles

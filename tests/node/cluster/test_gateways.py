@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cluster.clustertest import ClusterProcesses, free_port, running_cluster
-from nodetest import free_port_block
+from support import free_port_block
 from test_faults import wait_converged
 
 from node.cluster import placement
