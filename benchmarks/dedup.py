@@ -5,6 +5,12 @@ each into a tar (uncompressed, as an OCI layer of that release would be), pushes
 tar as a blob into a fresh node, and compares the data folder's size on disk, index
 included, with the sum of the unique blob sizes (what whole-blob dedup would store).
 
+Ingest is measured twice. Embedded: the whole push in one process (`shoal serve`'s path:
+chunking, naming, compressing and storing). Node: the node alone, in its own process, over
+gRPC as a gateway speaks to it, the layers' chunks cut, named and compressed beforehand
+(the gateway's work): which the node lacks, those put in one stream per layer, the blob
+committed. The storage node's ingest target is about the second.
+
     python -m benchmarks.dedup [--avg 16384 ...]
 """
 
@@ -23,7 +29,12 @@ import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from benchmarks.common import folder_size, mb_per_s, save
+from benchmarks.common import folder_size, mb_per_s, node_command, process, save
+from benchmarks.node_throughput import cpu_seconds, encode
+from node.api import StoredChunk
+from node.grouping import by_size
+from node.recipe import Recipe
+from node.rpc.client import RemoteNode
 from shoal.memory import pin_allocator
 
 RELEASES = {
@@ -85,6 +96,45 @@ async def ingest(data_dir: Path, layers: list[bytes]) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+HAS_STEP = 4 << 20      # raw bytes of chunks asked about at once, as node/blobio.py does
+MESSAGE = 1 << 20       # chunk bytes per put message
+
+
+def prepare(layer: bytes) -> list[StoredChunk]:
+    """A layer's chunks as a gateway sends them: cut, named, compressed when worth it."""
+    return encode(layer[i:i + (1 << 20)] for i in range(0, len(layer), 1 << 20))
+
+
+async def node_ingest(data_dir: Path, layers: list[bytes]) -> tuple[float, float]:
+    """Store every layer through a node process over gRPC; wall seconds, and the node's
+    CPU seconds."""
+    prepared = [("sha256:" + hashlib.sha256(layer).hexdigest(), prepare(layer))
+                for layer in layers]
+    port_file = data_dir.parent / "node.port"
+    with process(node_command(data_dir, port_file), data_dir.parent / "node.log",
+                 port_file) as proc:
+        node = RemoteNode(f"127.0.0.1:{port_file.read_text().strip()}")
+        try:
+            start, cpu = time.perf_counter(), cpu_seconds(proc.pid)
+            for digest, chunks in prepared:
+                await node.put_chunks(_missing(node, chunks))
+                recipe = Recipe.from_entries((c.id, c.raw_length) for c in chunks)
+                await node.commit_blob(digest, recipe)
+            return time.perf_counter() - start, cpu_seconds(proc.pid) - cpu
+        finally:
+            await node.close()
+
+
+async def _missing(node: RemoteNode, chunks: list[StoredChunk]
+                   ) -> AsyncIterator[list[StoredChunk]]:
+    """The chunks the node lacks, asked about a step at a time, in put messages."""
+    for step in by_size(chunks, HAS_STEP):
+        present = await node.has_chunks([c.id for c in step])
+        missing = [c for c, have in zip(step, present, strict=True) if not have]
+        for batch in by_size(missing, MESSAGE):
+            yield batch
+
+
 def chunk_totals(data_dir: Path) -> tuple[int, int, int]:
     """Raw and stored bytes of the unique chunks, and their count."""
     from node.chunkstore import ChunkEntry
@@ -119,6 +169,10 @@ def main() -> None:
         seconds, cpu = asyncio.run(ingest(Path(tmp), layers))
         on_disk = folder_size(Path(tmp))
         chunk_raw, chunk_stored, chunk_count = chunk_totals(Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        node_seconds, node_cpu = asyncio.run(node_ingest(data, layers))
+        node_on_disk = folder_size(data)
     saved = 1 - on_disk / logical
     figures = {
         "layers": len(layers), "unique_blob_bytes": logical, "data_folder_bytes": on_disk,
@@ -126,15 +180,24 @@ def main() -> None:
         "unique_chunks": chunk_count, "unique_chunk_raw_bytes": chunk_raw,
         "unique_chunk_stored_bytes": chunk_stored,
         "saved_by_chunk_dedup_alone": round(1 - chunk_raw / logical, 4),
-        "ingest_mb_per_s": round(mb_per_s(logical, seconds), 1),
-        "ingest_cores_busy": round(cpu / seconds, 2),
+        "embedded_ingest_mb_per_s": round(mb_per_s(logical, seconds), 1),
+        "embedded_ingest_cores_busy": round(cpu / seconds, 2),
+        "node_ingest_mb_per_s": round(mb_per_s(logical, node_seconds), 1),
+        "node_ingest_cpu_ms_per_mb": round(node_cpu * 1e3 / (logical / 1e6), 2),
+        "node_data_folder_bytes": node_on_disk,
+        "node_saved_vs_whole_blob_dedup": round(1 - node_on_disk / logical, 4),
     }
     print(f"{len(layers)} layers, {logical / 1e6:.1f} MB of unique blobs -> "
-          f"{on_disk / 1e6:.1f} MB on disk: {saved:.1%} saved beyond whole-blob dedup "
-          f"(ingest {figures['ingest_mb_per_s']} MB/s, {figures['ingest_cores_busy']} cores busy)")
+          f"{on_disk / 1e6:.1f} MB on disk: {saved:.1%} saved beyond whole-blob dedup")
     print(f"  chunk dedup alone: {figures['saved_by_chunk_dedup_alone']:.1%} saved, "
           f"{chunk_count} unique chunks of {chunk_raw / chunk_count / 1024:.1f} KiB on average; "
           f"zstd then stores {chunk_stored / 1e6:.1f} MB")
+    print(f"  ingest, embedded (chunking included): {figures['embedded_ingest_mb_per_s']} MB/s, "
+          f"{figures['embedded_ingest_cores_busy']} cores busy")
+    print(f"  ingest, node over gRPC (chunks cut beforehand): "
+          f"{figures['node_ingest_mb_per_s']} MB/s, node CPU "
+          f"{figures['node_ingest_cpu_ms_per_mb']} ms per MB; its data folder "
+          f"{node_on_disk / 1e6:.1f} MB ({figures['node_saved_vs_whole_blob_dedup']:.1%} saved)")
     save("dedup", figures)
 
 

@@ -32,7 +32,7 @@ from node.api import Codec, PutResult, StoredChunk
 from node.clock import STAMP, Clock, wall_ms
 from node.codec import MAX_RAW_LENGTH, checksum, decode, decode_stored
 from node.errors import DataLoss, InvalidArgument, NotFound
-from node.index import Index, fetch
+from node.index import Index, fetch, fetch_many
 from node.packs import PackHold, Packs
 from node.recipe import ChunkSlice, Recipe
 
@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 
 # pack, offset, stored length, raw length, codec, refs, checksum of the stored bytes
 _ENTRY = struct.Struct(">IQIIBIQ")
-_PACK = struct.Struct(">I")
+_RAW_LENGTH_AT, _REFS_AT = 16, 21  # where add_refs reads and rewrites in an entry
+_U32 = struct.Struct(">I")
+_PACK = _U32
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,13 +192,9 @@ class ChunkStore:
         """Which chunks are stored. A chunk reported present that was waiting to be
         collected is revived first: the caller will reference it rather than send it."""
         def run(txn: lmdb.Transaction) -> tuple[list[bool], list[bytes]]:
-            present, stamped = [], []
-            for i in ids:
-                found = fetch(txn, i, self._chunks) is not None
-                present.append(found)
-                if found and fetch(txn, i, self.unreferenced_db) is not None:
-                    stamped.append(i)
-            return present, stamped
+            found = {k for k, _ in fetch_many(txn, ids, self._chunks)}
+            stamped = [k for k, _ in fetch_many(txn, found, self.unreferenced_db)]
+            return [i in found for i in ids], stamped
 
         present, stamped = self.index.read(run)
         found = sum(present)
@@ -281,21 +279,30 @@ class ChunkStore:
             counts[i] = counts.get(i, 0) + delta
             if lengths.setdefault(i, length) != length:
                 raise InvalidArgument(f"chunk {i.hex()} given two lengths in one recipe")
+        # One C-level look-up and one write for the whole recipe, and only the two fields
+        # involved decoded: a layer has tens of thousands of chunks (4.6 us each before).
+        found = dict(fetch_many(txn, counts, self._chunks))
+        updated: list[tuple[bytes, bytes]] = []
+        referenced_again: list[bytes] = []
         for i, d in counts.items():
-            raw = fetch(txn, i, self._chunks)
+            raw = found.get(i)
             if raw is None:
                 raise NotFound(f"chunk {i.hex()} is not stored")
-            entry = ChunkEntry.unpack(raw)
-            if entry.raw_length != lengths[i]:
-                raise InvalidArgument(f"chunk {i.hex()} has {entry.raw_length} bytes, "
+            raw_length, = _U32.unpack_from(raw, _RAW_LENGTH_AT)
+            if raw_length != lengths[i]:
+                raise InvalidArgument(f"chunk {i.hex()} has {raw_length} bytes, "
                                       f"not {lengths[i]}")
-            refs = max(0, entry.refs + d)
-            txn.put(i, _ENTRY.pack(entry.pack, entry.offset, entry.stored_length,
-                                   entry.raw_length, int(entry.codec), refs, entry.check),
-                    db=self._chunks)
-            if refs == 0 and entry.refs > 0:
+            was, = _U32.unpack_from(raw, _REFS_AT)
+            refs = max(0, was + d)
+            updated.append((i, raw[:_REFS_AT] + _U32.pack(refs) + raw[_REFS_AT + 4:]))
+            if refs == 0 and was > 0:
                 txn.put(i, STAMP.pack(self.clock()), db=self.unreferenced_db)
-            elif refs > 0 and entry.refs == 0:
+            elif refs > 0 and was == 0:
+                referenced_again.append(i)
+        txn.cursor(db=self._chunks).putmulti(updated)
+        if referenced_again:
+            # Most were never unreferenced (stored a moment ago): look before deleting.
+            for i, _ in fetch_many(txn, referenced_again, self.unreferenced_db):
                 txn.delete(i, db=self.unreferenced_db)
 
     # -- reads ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from shoal.v1 import blobs_pb2, swarm_pb2
 
 _DATA_TAG = 0x0A  # field 1, wire type 2 (length-delimited)
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5  # protobuf wire types
+_CODECS = {int(c): c for c in Codec}  # a dict look-up: Codec(n) costs a microsecond a chunk
 
 
 _SMALL = [bytes([i]) for i in range(0x80)]
@@ -74,6 +75,8 @@ def encode_chunks(chunks: Sequence[StoredChunk], last: bool = False) -> bytes:
 
 
 def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    if pos < end and buf[pos] < 0x80:  # one byte: every key, and most values
+        return buf[pos], pos + 1
     n = shift = 0
     while pos < end and shift < 64:
         byte = buf[pos]
@@ -125,10 +128,10 @@ def _chunk(buf: bytes, view: memoryview, pos: int, end: int) -> StoredChunk:
                 raw_length = value & 0xFFFFFFFF  # uint32, as protobuf reads it
         else:
             pos = _skip(buf, wire, pos, end)
-    try:
-        return StoredChunk(cid, Codec(codec), raw_length, data)
-    except ValueError:
-        raise InvalidArgument(f"unknown codec {codec}") from None
+    known = _CODECS.get(codec)
+    if known is None:
+        raise InvalidArgument(f"unknown codec {codec}")
+    return StoredChunk(cid, known, raw_length, data)
 
 
 def decode_put(buf: bytes) -> tuple[list[StoredChunk], bool]:

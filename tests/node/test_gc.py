@@ -172,6 +172,33 @@ async def test_a_chunk_found_present_is_revived_not_lost(local_dir: Path) -> Non
         await node.close()
 
 
+async def test_a_recipe_committed_again_takes_its_chunks_off_the_waiting_list(
+        local_dir: Path) -> None:
+    """A blob collected, then committed again from its recipe alone (a client that knows
+    the chunks are there asks nothing first): its chunks are referenced again, and their
+    grace period, which had begun, must not end in their deletion."""
+    clock = FakeClock()
+    node = await open_node(local_dir, clock)
+    try:
+        gc = collector(node)
+        data = random_bytes(200_000, seed=5)
+        digest = await push(node, data)
+        recipe = await node.get_recipe(digest)
+        assert await node.unlink_blob(REPO, digest)
+        await gc.collect()
+        clock.advance(GRACE)
+        assert (await gc.collect()).blobs_deleted == 1  # its chunks start waiting now
+        await node.commit_blob(digest, recipe)
+        waiting = node.index.read(lambda txn: txn.stat(node.chunks.unreferenced_db)["entries"])
+        assert waiting == 0  # taken off the list at once, not left for a sweep to tidy
+        clock.advance(2 * GRACE)
+        report = await gc.collect()
+        assert (report.chunks_deleted, report.chunks_waiting) == (0, 0)
+        assert await collect(node.read_blob(digest)) == data
+    finally:
+        await node.close()
+
+
 async def test_gc_while_the_same_layers_are_pushed_never_breaks_the_push(
         local_dir: Path) -> None:
     clock = FakeClock()
