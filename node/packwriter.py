@@ -55,6 +55,7 @@ class PackWriter:
 
     def __init__(self, path: Path, direct: bool = True) -> None:
         flags = os.O_RDWR | os.O_CREAT
+        self._path = path
         self.direct = False
         if direct and hasattr(os, "O_DIRECT"):
             try:
@@ -183,11 +184,30 @@ class PackWriter:
             self._hinted = end
 
     def _pwrite(self, data: memoryview, offset: int) -> None:
+        """Write `data` at `offset`. Never runs beside another write or read of the file:
+        one write is in flight at a time, and syncs and cuts settle it first."""
         written = 0
         while written < len(data):
             # A short write is possible (a signal, a full disk); the rest is retried and
             # a real failure raises.
-            step = os.pwrite(self._fd, data[written:], offset + written)
+            try:
+                step = os.pwrite(self._fd, data[written:], offset + written)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not self.direct:
+                    raise
+                self._stop_direct(exc)
+                continue
             if step <= 0:
                 raise OSError(errno.ENOSPC, "pack write made no progress")
             written += step
+
+    def _stop_direct(self, exc: OSError) -> None:
+        """The file system took O_DIRECT at open but refuses its writes (it wants a larger
+        alignment than BLOCK, or a short write left one unaligned): write through the page
+        cache from here on rather than fail every put."""
+        log.warning("%s: O_DIRECT writes refused (%s); writing through the page cache",
+                    self._path, exc)
+        fd = os.open(self._path, os.O_RDWR)
+        os.close(self._fd)
+        self._fd = fd
+        self.direct = False

@@ -186,3 +186,32 @@ def test_a_failed_write_loses_nothing_committed_and_later_appends_go_on(
         assert packs.read(*later[0], 23) == b"the disk has room again"
     finally:
         packs.close()
+
+
+def test_a_file_system_that_refuses_direct_writes_gets_buffered_ones(
+        scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some file systems take O_DIRECT at open and then want a larger alignment: the
+    writer carries on through the page cache, and loses nothing."""
+    import fcntl
+
+    real_pwrite = os.pwrite
+
+    def picky(fd: int, data: object, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "pwrite", picky)
+    path = scratch / "pack"
+    writer = PackWriter(path, direct=True)
+    if not writer.direct:
+        writer.close()
+        pytest.skip("this file system has no O_DIRECT")
+    payloads = odd_payloads(9, seed=50)
+    offsets = write_all(writer, payloads)
+    writer.sync()
+    assert not writer.direct
+    writer.close()
+    data = path.read_bytes()
+    for offset, payload in zip(offsets, payloads, strict=True):
+        assert data[offset:offset + len(payload)] == payload
