@@ -32,7 +32,9 @@ from pathlib import Path
 from benchmarks.common import folder_size, mb_per_s, node_command, process, save
 from benchmarks.node_throughput import cpu_seconds, encode
 from node.api import StoredChunk
+from node.blobio import write_blob
 from node.grouping import by_size
+from node.local import LocalNode
 from node.recipe import Recipe
 from node.rpc.client import RemoteNode
 from shoal.memory import pin_allocator
@@ -76,9 +78,6 @@ def layer_of(wheel: Path) -> bytes:
 
 async def ingest(data_dir: Path, layers: list[bytes]) -> tuple[float, float]:
     """Push every layer into a node in this process; wall and CPU seconds."""
-    from node.blobio import write_blob
-    from node.local import LocalNode
-
     node = await LocalNode.open(data_dir)
     # A pusher knows its layers' digests before it pushes: computing them is not ingest.
     digests = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]

@@ -74,7 +74,7 @@ async def batches(chunks: list[StoredChunk]) -> AsyncIterator[list[StoredChunk]]
 def disk_write_rate(folder: Path, size: int = 256 << 20) -> float:
     """Sequential writes through the page cache, then fdatasync: what durable ingest could
     reach with no other work. On a VM whose memory is backed on first use, pages never
-    used before weigh in as much as the disk (node/writeback.py), so this swings between
+    used before weigh in as much as the disk (README, Benchmarks), so this swings between
     runs as the kernel's free memory was or was not used a moment before."""
     buf = os.urandom(16 << 20)
     path = folder / "disk-probe"

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 # pack, offset, stored length, raw length, codec, refs, checksum of the stored bytes
 _ENTRY = struct.Struct(">IQIIBIQ")
-_RAW_LENGTH_AT, _REFS_AT = 16, 21  # where add_refs reads and rewrites in an entry
+# Where add_refs reads and rewrites in a packed entry: after the fields before them.
+_RAW_LENGTH_AT, _REFS_AT = struct.calcsize(">IQI"), struct.calcsize(">IQIIB")
 _U32 = struct.Struct(">I")
 _PACK = _U32
 

@@ -75,11 +75,6 @@ class Packs:
             self._sync_folder()
         return writer
 
-    @property
-    def direct(self) -> bool:
-        """Whether appends bypass the page cache (node/packwriter.py)."""
-        return self._writer.direct
-
     def path(self, number: int) -> Path:
         return self._folder / _pack_name(number)
 
