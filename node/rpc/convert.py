@@ -24,12 +24,16 @@ def split_ids(packed: bytes) -> list[bytes]:
     return [packed[i:i + CHUNK_ID_SIZE] for i in range(0, len(packed), CHUNK_ID_SIZE)]
 
 
+_BINARY_DIGITS = bytes.maketrans(b"\x00\x01", b"01")
+
+
 def bitmap(flags: list[bool]) -> bytes:
-    out = bytearray((len(flags) + 7) // 8)
-    for i, flag in enumerate(flags):
-        if flag:
-            out[i >> 3] |= 1 << (i & 7)
-    return bytes(out)
+    """Flag i as bit i & 7 of byte i >> 3. Built in C: the flags as 0/1 bytes, as binary
+    digits most significant first, as one integer (a Has answer has a flag per chunk)."""
+    if not flags:
+        return b""
+    digits = bytes(flags).translate(_BINARY_DIGITS)[::-1]
+    return int(digits, 2).to_bytes((len(flags) + 7) // 8, "little")
 
 
 def unbitmap(packed: bytes, count: int) -> list[bool]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from nodetest import encode, one_batch, random_bytes, recipe_of, sha256, store_blob
 
-from node.errors import NotFound
+from node.chunkstore import ChunkEntry
+from node.errors import InvalidArgument, NotFound
 from node.local import LocalNode
 from node.recipe import Recipe
 
@@ -69,12 +70,54 @@ async def test_a_chunk_used_twice_in_one_blob_counts_twice(local_dir: Path) -> N
         await node.close()
 
 
+async def test_counts_carry_across_bytes_and_back_to_zero(local_dir: Path) -> None:
+    # Counts are raised by adding to the whole entry read as one integer: a carry out of
+    # the count's low byte must land in the count, and nothing else in the entry move.
+    node = await LocalNode.open(local_dir)
+    try:
+        [chunk] = encode(random_bytes(5000, seed=4))
+        await node.put_chunks(one_batch([chunk]))
+        [before] = node.chunks.entries([chunk.id])
+        recipe = Recipe([chunk.id], [chunk.raw_length])
+        digests = [sha256(b"%d" % n) for n in range(300)]
+        for digest in digests:
+            await node.commit_blob(digest, recipe)
+        [after] = node.chunks.entries([chunk.id])
+        assert after is not None and before is not None
+        assert after == ChunkEntry(before.pack, before.offset, before.stored_length,
+                                   before.raw_length, before.codec, 300, before.check)
+        for digest in digests:
+            await node.delete_blob(digest)
+        assert refs(node, [chunk.id]) == [0]
+    finally:
+        await node.close()
+
+
+async def test_a_recipe_with_a_wrong_length_changes_no_count(local_dir: Path) -> None:
+    node = await LocalNode.open(local_dir)
+    try:
+        chunks = encode(random_bytes(100_000, seed=5))
+        await node.put_chunks(one_batch(chunks))
+        ids = [c.id for c in chunks]
+        lengths = [c.raw_length for c in chunks]
+        wrong = Recipe(ids, [*lengths[:-1], lengths[-1] + 1])
+        with pytest.raises(InvalidArgument, match=chunks[-1].id.hex()):
+            await node.commit_blob(sha256(b"y"), wrong)
+        # One chunk given two lengths in one recipe: one of them is not its own.
+        twice = Recipe([*ids, ids[0]], [*lengths, lengths[0] + 7])
+        with pytest.raises(InvalidArgument, match=ids[0].hex()):
+            await node.commit_blob(sha256(b"z"), twice)
+        assert refs(node, ids) == [0] * len(ids)
+    finally:
+        await node.close()
+
+
 async def test_failed_commit_changes_no_count(local_dir: Path) -> None:
     node = await LocalNode.open(local_dir)
     try:
         chunks = encode(random_bytes(100_000, seed=3))
         await node.put_chunks(one_batch(chunks[:-1]))
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound, match=chunks[-1].id.hex()):
             await node.commit_blob(sha256(b"x"), recipe_of(chunks))
         assert refs(node, [c.id for c in chunks[:-1]]) == [0] * (len(chunks) - 1)
         assert await node.stat_blob(sha256(b"x")) is None
