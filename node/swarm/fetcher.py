@@ -192,12 +192,16 @@ class Download:
         try:
             dead = self.swarm.sources.reports()
             for owner in self.swarm.owners.owners_of(self.digest):
+                asked = time.monotonic()
                 try:
                     found = await self.swarm.client.holders(owner, self.digest,
                                                             self.swarm.address, dead)
                 except NodeError as exc:
                     log.debug("holders of %s from %s: %s", self.digest, owner, exc)
                     continue
+                # One line an answer, beside the fetch lines (p2p_fanout --trace).
+                log.debug("holders source=%s count=%d start=%.3f end=%.3f", owner,
+                          len(found.holders), asked, time.monotonic())
                 if found.chunk_count in (0, self.count):  # 0: nobody holds any of it
                     self._view = dict(found.holders)
                     self._wake.set()

@@ -144,25 +144,42 @@ async def test_a_blobs_owners_in_a_cluster_are_its_first_live_members_by_placeme
 
 
 class CountingRelay:
-    """A TCP relay in front of a server that counts the bytes the server sends back."""
+    """A TCP relay in front of a server that counts the bytes the server sends back and
+    the connections made. With `stall_first`, nothing comes back on the first connection:
+    a link whose queue toward the client is full."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, stall_first: bool = False) -> None:
         self.port = port
         self.returned = 0
+        self.connections = 0
+        self._stall_first = stall_first
         self.server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+        self.connected = asyncio.Event()
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         return int(self.server.sockets[0].getsockname()[1])
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self.connections += 1
+        self.connected.set()
+        stalled = self._stall_first and self.connections == 1
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
-        back = asyncio.create_task(self._pipe(up_reader, writer, count=True))
+        self._writers += [writer, up_writer]
+        back = None if stalled else asyncio.create_task(self._pipe(up_reader, writer, True))
         try:
             await self._pipe(reader, up_writer, count=False)
-            await back
+            if back is not None:
+                await back
         finally:
-            back.cancel()
+            if back is not None:
+                back.cancel()
+            self._handlers.discard(task)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     count: bool) -> None:
@@ -177,6 +194,13 @@ class CountingRelay:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        for writer in self._writers:
+            writer.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self.server is not None:
+            await self.server.wait_closed()
 
 
 async def test_holder_lists_travel_compressed() -> None:
@@ -201,6 +225,39 @@ async def test_holder_lists_travel_compressed() -> None:
         raw = 7 * len(from_bits(0, count))
         assert 0 < relay.returned < raw / 4, (relay.returned, raw)
     finally:
+        await client.close()
+        await relay.close()
+        await server.stop(None)
+
+
+async def test_holder_lists_do_not_wait_behind_fetched_bytes() -> None:
+    """An owner's answers to Holders must not queue behind the bytes of Fetch streams to
+    the same edge (up to a second at N=8 in p2p_fanout): they travel on a connection of
+    their own. Here the Fetch's connection brings nothing back at all."""
+    book = HolderBook()
+    book.announce("10.0.0.1:7401", [Holding("sha256:x", 10, 0b11)])
+    server = grpc.aio.server()
+    swarm_pb2_grpc.add_SwarmServicer_to_server(SwarmService(book), server)
+    relay = CountingRelay(server.add_insecure_port("127.0.0.1:0"), stall_first=True)
+    await server.start()
+    client = SwarmClient()
+    address = f"127.0.0.1:{await relay.start()}"
+
+    async def fetch() -> None:
+        async for _ in client.fetch(address, "sha256:x", 0, [bytes(32)], "me:1"):
+            pass
+
+    fetching = asyncio.create_task(fetch())
+    try:
+        async with asyncio.timeout(5):
+            await relay.connected.wait()
+        async with asyncio.timeout(3):
+            found = await client.holders(address, "sha256:x", "me:1", [])
+        assert [a for a, _ in found.holders] == ["10.0.0.1:7401"]
+        assert relay.connections == 2
+    finally:
+        fetching.cancel()
+        await asyncio.gather(fetching, return_exceptions=True)
         await client.close()
         await relay.close()
         await server.stop(None)
