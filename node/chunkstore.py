@@ -300,8 +300,8 @@ class ChunkStore:
         length it does not have (both abort the transaction), so no recipe can refer to
         nothing or make a read return other bytes than the blob's.
         """
-        # Per entry this is the node's costliest step for layers of many small files (a
-        # 240 MB of wheels as tars is 62,000 entries), so the common case runs in C-level
+        # Per entry this is the node's costliest step for layers of many small files (the
+        # 240 MB of 17 wheels as tars are 62,000 entries), so the common case runs in C-level
         # passes: one look-up for the whole recipe, the check as one comparison of bytes
         # (each found id followed by its stored length is the packed recipe itself), and
         # the count raised by adding to each entry read as one big integer.
