@@ -84,7 +84,7 @@ def _follows(previous: ChunkEntry, entry: ChunkEntry) -> bool:
             and entry.offset == previous.offset + previous.stored_length)
 
 
-def _entries(txn: lmdb.Transaction, db: Any) -> int:
+def _table_size(txn: lmdb.Transaction, db: Any) -> int:
     """Entries in a table, read from its root page: when the waiting list is empty, as it
     mostly is, looking each chunk up in it is skipped."""
     return int(txn.stat(db)["entries"])
@@ -219,8 +219,9 @@ class ChunkStore:
         collected is revived first: the caller will reference it rather than send it."""
         def run(txn: lmdb.Transaction) -> tuple[list[bool], list[bytes]]:
             found = {k for k, _ in fetch_many(txn, ids, self._chunks)}
-            stamped = [k for k, _ in fetch_many(txn, found, self.unreferenced_db)
-                       ] if _entries(txn, self.unreferenced_db) else []
+            stamped = []
+            if found and _table_size(txn, self.unreferenced_db):
+                stamped = [k for k, _ in fetch_many(txn, found, self.unreferenced_db)]
             return [i in found for i in ids], stamped
 
         present, stamped = self.index.read(run)
@@ -318,7 +319,7 @@ class ChunkStore:
                  for k, v in found])
         else:
             referenced_again = self._recount(txn, ids, entries, delta)
-        if referenced_again and _entries(txn, self.unreferenced_db):
+        if referenced_again and _table_size(txn, self.unreferenced_db):
             # Most were never unreferenced (stored a moment ago): look before deleting.
             for i, _ in fetch_many(txn, referenced_again, self.unreferenced_db):
                 txn.delete(i, db=self.unreferenced_db)
