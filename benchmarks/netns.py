@@ -15,6 +15,16 @@ and fq) would share it between flows. With one plain tail-drop FIFO instead (`fa
 a connection opened while others fill the queue can lose its handshake packets over and
 over and stall for tens of seconds (seen: 3 of 8 hosts got their first byte after 28 s),
 which measures the queue, not the registry.
+
+On each host's own end (what its kernel would queue before its NIC), packets under 128
+bytes (TCP's pure acknowledgements, SYNs, HTTP/2 window updates) go first, in a class of
+their own: fq_codel serves such sparse flows ahead of bulk ones, so on a real host the
+acknowledgements of what it downloads do not wait behind what it uploads. Queued with the
+data instead (`ack_priority=False`), they waited up to 100 ms whenever a host's uplink was
+full, and its downloads, each paced by those acknowledgements, slowed with them: a host
+whose uplink ran at 0.9 of B or more received at 0.87 of B on average, against 0.94-0.95
+with its uplink at 0.5-0.8 (benchmarks/p2p_fanout.py, N=8). The switch's end (each
+host's downlink) keeps plain FIFOs: a switch port does not look at packet sizes.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ QUEUE_SECONDS = 0.1
 SUBNET = "10.201.0"  # private to the bridge: no route leads out of the namespaces
 HOST_OFFSET = 10
 MAX_HOSTS = 240
+ACK_CLASS = 0xfff0          # HTB minor of the small-packet class (peers take 2..MAX_HOSTS+2)
 PREFIX_RE = re.compile(r"^shoalb-(\d+)-")
 
 
@@ -116,13 +127,14 @@ class Topology:
     """A bridge, an origin host and N hosts; `close` removes all of it (idempotent)."""
 
     def __init__(self, hosts: int, rate_bit: int, origin_rate_bit: int | None = None,
-                 fair: bool = True) -> None:
+                 fair: bool = True, ack_priority: bool = True) -> None:
         if not 1 <= hosts <= MAX_HOSTS:
             raise ValueError(f"between 1 and {MAX_HOSTS} hosts, not {hosts}")
         self.prefix = prefix()
         self.rate_bit = rate_bit
         self.origin_rate_bit = origin_rate_bit or rate_bit
         self.fair = fair
+        self.ack_priority = ack_priority
         self.created: list[str] = []
         self.switch = self.prefix + "sw"
         self.origin = Host(self.prefix + "origin", f"{SUBNET}.1", "o")
@@ -148,18 +160,20 @@ class Topology:
             rate = self.origin_rate_bit if host is self.origin else self.rate_bit
             others = [h.address for h in everyone if h is not host] if self.fair else []
             # The host's end sends to the others; the bridge's end delivers from them.
-            self._shape(host.ns, "eth0", rate, "dst", others)
-            self._shape(self.switch, host.port, rate, "src", others)
+            self._shape(host.ns, "eth0", rate, "dst", others, self.ack_priority)
+            self._shape(self.switch, host.port, rate, "src", others, False)
 
     def _add_namespace(self, name: str) -> None:
         run(["ip", "netns", "add", name])
         self.created.append(name)
 
     @staticmethod
-    def _shape(ns: str, dev: str, rate_bit: int, field: str, peers: list[str]) -> None:
+    def _shape(ns: str, dev: str, rate_bit: int, field: str, peers: list[str],
+               ack_priority: bool) -> None:
         """HTB at `rate_bit` on `dev`: one class per peer address (matched on the packet's
         `field`, src or dst) plus a default class for the rest (ARP, stray packets), each
-        guaranteed an equal share and allowed the whole rate, each with its own FIFO."""
+        guaranteed an equal share and allowed the whole rate, each with its own FIFO; with
+        `ack_priority`, first a class served before them for packets under 128 bytes."""
         classes = len(peers) + 1
         # Each peer's FIFO holds 100 ms at the whole rate: usually one or two peers are
         # active, and a share of the queue split N ways dropped a fast sender's bursts
@@ -172,13 +186,22 @@ class Topology:
         lines = [f"qdisc add dev {dev} root handle 1: htb default 2",
                  f"class add dev {dev} parent 1: classid 1:1 htb rate {rate_bit}bit "
                  f"ceil {rate_bit}bit quantum {quantum}"]
+        if ack_priority:
+            # HTB lends spare rate to lower `prio` first; the u32 match is the IPv4 total
+            # length (bytes 2-3 of the header) below 128.
+            lines += [f"class add dev {dev} parent 1:1 classid 1:{ACK_CLASS:x} htb "
+                      f"rate {share}bit ceil {rate_bit}bit quantum {quantum} prio 0",
+                      f"qdisc add dev {dev} parent 1:{ACK_CLASS:x} handle {ACK_CLASS:x}: "
+                      f"bfifo limit {queue}",
+                      f"filter add dev {dev} parent 1: protocol ip prio 1 u32 "
+                      f"match u16 0x0000 0xff80 at 2 flowid 1:{ACK_CLASS:x}"]
         for minor, peer in enumerate([None, *peers], start=2):
             lines += [f"class add dev {dev} parent 1:1 classid 1:{minor:x} htb "
-                      f"rate {share}bit ceil {rate_bit}bit quantum {quantum}",
+                      f"rate {share}bit ceil {rate_bit}bit quantum {quantum} prio 1",
                       f"qdisc add dev {dev} parent 1:{minor:x} handle {minor:x}: bfifo "
                       f"limit {queue}"]
             if peer is not None:
-                lines.append(f"filter add dev {dev} parent 1: protocol ip prio 1 u32 "
+                lines.append(f"filter add dev {dev} parent 1: protocol ip prio 2 u32 "
                              f"match ip {field} {peer}/32 flowid 1:{minor:x}")
         result = subprocess.run(["tc", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n",
                                 capture_output=True, text=True, timeout=IP_TIMEOUT)

@@ -37,8 +37,11 @@ origin had sent 99 % of its bytes; the samples go to the JSON (`links`). That te
 origin that idles from hosts that wait on relays.
 
 Links are shared fairly between peers (netns.py says why); --shared-fifo gives each link
-one tail-drop FIFO instead. A note is printed when the machine's cores were saturated: the
-figures then measure the CPU, not the links.
+one tail-drop FIFO instead. Each host's own queue sends packets under 128 bytes (TCP
+acknowledgements) first, as the fq_codel of a real host would; --ack-fifo queues them
+behind its uploads instead (how every figure before 2026-12-06, session 8, was taken).
+A note is printed when the machine's cores were saturated: the figures then measure the
+CPU, not the links.
 
 Measured on this 2-core machine, 2026-11-28, B = 100 Mbit/s, other engineers' tests running
 alongside (load average 4-9).
@@ -75,6 +78,7 @@ import hashlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import statistics
 import subprocess
@@ -524,6 +528,15 @@ def print_mode(run: ModeRun, n: int) -> None:
                                                      if rss else ""))
 
 
+def keep_logs(work: Path, to: Path) -> None:
+    """Copy the services' and clients' logs of a failed mode out of the work folder, which
+    is removed at exit: a failure seen once in many runs must be readable afterwards."""
+    to.mkdir(parents=True, exist_ok=True)
+    for log in work.glob("*.log"):
+        shutil.copy2(log, to / log.name)
+    print(f"           logs of the failed mode: {to}")
+
+
 def failed(run: ModeRun) -> str:
     return ", ".join(f"{h['host']} ({h['error'] or h['status']}, {h['bytes']} B)"
                      for h in run.hosts if not h["digest_ok"])
@@ -581,7 +594,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     print(f"N={args.hosts} hosts, S={args.size_mib} MiB, B={args.rate_bit / 1e6:g} Mbit/s: "
           f"S/B = {unit:.2f} s, N·S/B = {args.hosts * unit:.1f} s")
     blob = make_blob(work / "blob", size)
-    topo = Topology(args.hosts, args.rate_bit, args.origin_rate_bit, fair=not args.shared_fifo)
+    topo = Topology(args.hosts, args.rate_bit, args.origin_rate_bit, fair=not args.shared_fifo,
+                    ack_priority=not args.ack_fifo)
     atexit.register(topo.close)
     try:
         start = time.perf_counter()
@@ -599,6 +613,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for mode in args.modes:
             runs.append(run_mode(mode, topo, origin, blob, work, args))
             print_mode(runs[-1], args.hosts)
+            if not runs[-1].figures["ok"]:
+                keep_logs(work, args.out / f"{args.name}-{mode}-logs")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop cleanup
         topo.close()
@@ -611,7 +627,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "shaping": "HTB at B on the egress of both veth ends of every link, origin "
                    "included, rates counting link-layer bytes; about 100 ms of byte FIFO "
                    + ("shared by all traffic (tail drop)" if args.shared_fifo else
-                      "split into one class and FIFO per peer host, shared fairly"),
+                      "split into one class and FIFO per peer host, shared fairly")
+                   + ("" if args.ack_fifo else "; on each host's own end, packets under "
+                      "128 bytes (acknowledgements) first, as fq_codel serves sparse flows"),
         "egress_measure": "origin namespace eth0 tx_bytes (ip -s link), link layer",
         "modes": {r.mode: {**r.figures, "hosts": r.hosts} for r in runs},
         "qdiscs": qdiscs,
@@ -645,6 +663,9 @@ def main() -> None:
                              "the machine as P2P would, N hosts each receiving at B")
     parser.add_argument("--shared-fifo", action="store_true",
                         help="one tail-drop FIFO per link instead of a fair share per peer")
+    parser.add_argument("--ack-fifo", action="store_true",
+                        help="acknowledgements queue behind data on each host's uplink "
+                             "(the harness before 2026-12-06, session 8)")
     parser.add_argument("--modes", type=parse_modes, default=["p2p", "no-p2p"],
                         help=f"comma-separated, run in this order, from {','.join(MODES)} "
                              "(p2p,no-p2p)")
