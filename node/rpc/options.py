@@ -22,9 +22,18 @@ SERVER_OPTIONS = [*GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
 # health check fails fast while its channel waits out the backoff). Cap it at two seconds:
 # a restarted node is seen within about three, and a dead one costs a cheap connect
 # attempt every two.
+#
+# gRPC core reads "min_reconnect_backoff" as the time one connection attempt may take
+# (TCP connect and the server's HTTP/2 SETTINGS), not as a pause: at 250 ms, a peer or
+# owner whose answer waited behind a full uplink or a busy event loop failed every call
+# at once with "connection attempt timed out before receiving SETTINGS frame", and an
+# edge took it for dead (seen at N=8 in benchmarks/p2p_fanout.py). Five seconds, the
+# longest a unary call waits anyway; a refused connection still fails at once and is
+# retried after the backoff above.
+CONNECT_TIMEOUT_MS = 5_000
 RECONNECT_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
 # Any client channel to a node or a peer.
