@@ -50,7 +50,11 @@ MAX_FETCHES = 16
 # 0.25 s 1.17-1.18 in five of six (1.23 in the other), interleaved.
 HOLDERS_EVERY = 0.25
 TICK = 0.25                 # the scheduler looks again at least this often
-OWNER_GIVE_UP = 8           # owner failures in a row (not busy answers) that fail the pull
+# Owner failures (not busy answers) that fail the pull: this many in a row, over at least
+# this long. A count alone ended a pull two seconds into an origin's restart (each failure
+# puts the owner aside 0.5 s, two streams at a time); a restarting node is back in a few.
+OWNER_GIVE_UP = 8
+OWNER_GIVE_UP_SECONDS = 10.0
 REDIRECT_PAUSE = 1.0        # seconds an owner that redirected a piece is not asked for it
 STALL_LIMIT = 300.0         # seconds without a chunk landing (all busy, say) that fail it
 READ_PIECE = 1 << 20
@@ -80,6 +84,7 @@ class Download:
         self._refreshing: asyncio.Task[None] | None = None
         self._refresh_at = 0.0
         self._owner_failures = 0
+        self._owner_failing_since = 0.0
         self._progress = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
@@ -272,8 +277,12 @@ class Download:
                 swarm.sources.unreachable(address)
             self._view.pop(address, None)
             if owner:
+                now = time.monotonic()
+                if self._owner_failures == 0:
+                    self._owner_failing_since = now
                 self._owner_failures += 1
-                if self._owner_failures >= OWNER_GIVE_UP:
+                if (self._owner_failures >= OWNER_GIVE_UP
+                        and now - self._owner_failing_since >= OWNER_GIVE_UP_SECONDS):
                     self._fail(exc)
         except Exception as exc:
             outcome = "error"

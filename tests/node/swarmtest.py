@@ -94,9 +94,10 @@ class Proc:
 
 
 class Origin(Proc):
-    def __init__(self, root: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.metrics_port = free_port()
+    def __init__(self, root: Path, *extra: str, like: Origin | None = None) -> None:
+        """An origin node on free ports, or on those of `like` (a restart on its data)."""
+        self.port = like.port if like is not None else free_port()
+        self.metrics_port = like.metrics_port if like is not None else free_port()
         super().__init__(["node", "--data", str(root / "origin"), "--listen", self.target,
                           "--metrics-listen", f"127.0.0.1:{self.metrics_port}", *extra],
                          root / "origin.log")
