@@ -108,17 +108,17 @@ async def serve_edge(data: Path, listen: tuple[str, int], peer_listen: str,
                      cache_bytes: int = DEFAULT_CACHE_BYTES,
                      owners: OwnerDirectory | None = None,
                      cluster: ClusterConfig | None = None,
-                     serve_limit: int = EDGE_SERVE_LIMIT) -> None:
+                     serve_limit: int = EDGE_SERVE_LIMIT,
+                     tls: TlsFiles | None = None) -> None:
     """Run an edge of `origins` (the first takes metadata and pushes), or with `cluster`
-    of that cluster: placement then says which members own a blob, and the cluster's
-    mutual TLS, when it has one, covers the edge's calls to members and to other edges
-    and its own Peer service."""
+    of that cluster: placement then says which members own a blob. Mutual TLS (`tls`
+    with origins, the cluster's own with `cluster`) covers the edge's calls to owners and
+    to other edges and its own Peer service."""
     from gateway.metrics import GatewayMetrics
     from gateway.server import run_gateway
     from node.swarm.metrics import EdgeCollector
 
     members: Membership | None = None
-    tls: TlsFiles | None = None
     directory: OwnerDirectory
     if cluster is not None:
         members = Membership(cluster)
@@ -137,7 +137,7 @@ async def serve_edge(data: Path, listen: tuple[str, int], peer_listen: str,
     swarm.address = swarm.announcer.address = advertised(peer_listen, port, advertise)
     await swarm.open()
     node: NodeAPI = (ClusterEdgeNode(members, swarm) if members is not None
-                     else EdgeNode(swarm, origins[0]))
+                     else EdgeNode(swarm, origins[0], tls=tls))
     metrics = GatewayMetrics()
     metrics.registry.register(EdgeCollector(swarm))
     log.info("edge: peers reach it at %s%s; %s; p2p %s", swarm.address,

@@ -358,6 +358,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="front the cluster this file describes: its members own "
                                "blobs by placement, and its [tls] covers the edge's calls "
                                "and Peer service")
+    _node_tls_options(edge.add_argument_group(
+        "mutual TLS with --origin nodes and other edges (with --cluster: its [tls])"),
+        "this edge's")
 
     push = _command(
         commands, "push", "push a local image (OCI layout or tarball) to any registry",
@@ -643,10 +646,14 @@ async def _edge(args: argparse.Namespace) -> None:
     if args.advertise is None and host in ("", "0.0.0.0", "::"):
         raise SystemExit("shoal: --peer-listen on every interface needs --advertise IP:PORT")
     cluster = _cluster_config(args.cluster) if args.cluster is not None else None
+    tls = _mtls(args.node_cert, args.node_key, args.node_ca, "--node")
+    if tls is not None and cluster is not None:
+        raise SystemExit("shoal: with --cluster, the cluster file's [tls] is the edge's TLS; "
+                         "drop --node-cert/--node-key/--node-ca")
     await serve_edge(args.data, args.listen, args.peer_listen, args.origin or [],
                      _until_signalled(), advertise=args.advertise, p2p=not args.no_p2p,
                      cache_bytes=args.cache_size, cluster=cluster,
-                     serve_limit=args.serve_limit)
+                     serve_limit=args.serve_limit, tls=tls)
 
 
 def _retention_policies(path: Path) -> list[RetentionPolicy]:

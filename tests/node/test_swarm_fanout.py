@@ -10,9 +10,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+from cluster.clustertest import top_level_support
 from swarmtest import HTTP_TIMEOUT, Edge, Origin, metric, pull_all, stopping
 
 MiB = 1 << 20
@@ -89,6 +92,32 @@ def test_an_origin_restarting_mid_pull_is_waited_for(scratch: Path) -> None:
             assert edge.received("owner") >= len(data) - 8 * MiB
     finally:
         origin.stop()
+
+
+def test_edges_of_an_origin_speak_mutual_tls(scratch: Path) -> None:
+    """`--node-cert/--node-key/--node-ca` on edges of a TLS origin: pushes, pulls and
+    peer-to-peer transfers all go over mutual TLS; an edge without a certificate gets
+    nothing from that origin."""
+    pki = top_level_support().make_pki(scratch)
+    # One certificate (for 127.0.0.1) for the origin and the edges, as server and client.
+    files = [str(pki["server_cert"]), str(pki["server_key"]), str(pki["ca"])]
+    origin = Origin(scratch, *(f for pair in zip(("--tls-cert", "--tls-key", "--tls-ca"),
+                                                   files, strict=True) for f in pair))
+    certs = [f for pair in zip(("--node-cert", "--node-key", "--node-ca"), files,
+                               strict=True) for f in pair]
+    with stopping(origin):
+        first, second = Edge(scratch, "first", origin, *certs), Edge(scratch, "second",
+                                                                      origin, *certs)
+        with stopping(first, second):
+            data = os.urandom(8 * MiB)
+            digest = first.push("secure/app", data)
+            assert first.pull("secure/app", digest) == digest
+            # The origin sends the second edge to the first, which holds every chunk.
+            assert second.pull("secure/app", digest) == digest
+            assert second.received("peer") > 0
+        plain = Edge(scratch, "plain", origin)
+        with stopping(plain), pytest.raises(urllib.error.HTTPError):
+            plain.pull("secure/app", digest)
 
 
 def test_a_blob_pushed_through_an_edge_lands_on_the_origin(scratch: Path) -> None:
