@@ -334,7 +334,7 @@ def _parser() -> argparse.ArgumentParser:
         "  shoal edge --cluster cluster.toml --peer-listen 10.0.0.7:7401")
     cache = edge.add_argument_group("cache")
     cache.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
-                       help="folder of the chunk cache, wiped at start")
+                       help="folder of the chunk cache (kept across restarts)")
     cache.add_argument("--cache-size", type=_byte_size, default=10 << 30, metavar="BYTES",
                        help="chunk cache limit, e.g. 10G; least recently used chunks that no "
                             "pull needs are evicted past it (default: 10G)")

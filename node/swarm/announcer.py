@@ -88,7 +88,8 @@ class Announcer:
     async def _resync(self, owner: str) -> None:
         """Send everything this edge holds of the owner's blobs, replacing what the owner
         had: on the first contact (an edge restarted under the same address must not stay
-        listed for what its wiped cache held), when asked, and after a failed announce."""
+        listed for what it no longer knows it holds), when asked, and after a failed
+        announce."""
         mine = [h for h in self._everything() if owner in self._directory.owners_of(h.digest)]
         await self._client.announce(owner, self.address, mine, full=True)
         self._synced.add(owner)

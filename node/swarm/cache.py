@@ -4,8 +4,11 @@ the least recently used segments that no pull in progress needs.
 Why not the node's chunk store: its packs are append-only and reclaimed by compaction
 (garbage collection, to come), while a cache must drop bytes the moment it is full. Here
 each fetched run of chunks (a few MiB) is one file, so eviction is an unlink. The index
-lives in memory: a cache is soft state, wiped at start (an edge that restarts refetches,
-from its peers first).
+lives in memory and each segment ends with its own part of it (a trailer: the chunks' ids,
+offsets, lengths, codecs and checksums), so a restarted edge reads its cache back from the
+segments alone; one torn by a crash has no whole trailer and is removed. What is not kept
+is which blobs the chunks belong to: a restarted edge announces cached chunks again when a
+pull of their blob finds them.
 
 Chunks are kept as they travelled (zstd or raw), so serving a peer costs no re-encoding.
 Every read checks the XXH3 checksum taken when the chunk was written (node/codec.py says
@@ -18,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
+import re
+import struct
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +35,13 @@ from node.swarm.holders import Holding
 
 LANDING_WAIT = 10.0         # a peer asked for chunks still arriving here waits this long
 RUN_BYTES = 1 << 20         # most chunk bytes read for a peer at once (one gRPC message)
+
+# A segment's trailer: an entry per chunk, then the entry count and a magic.
+_TRAILER_ENTRY = struct.Struct("<32sQIIBQ")    # id, offset, stored, raw length, codec, check
+_TRAILER_END = struct.Struct("<I8s")
+_MAGIC = b"shoalseg"
+_SEGMENT_NAME = re.compile(r"seg-(\d{8,})")
+_CODECS = frozenset(c.value for c in Codec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +82,18 @@ class ChunkCache:
         self.holdings: dict[tuple[str, int], int] = {}
 
     async def open(self) -> None:
-        def wipe() -> None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder.mkdir(parents=True, exist_ok=True)
-
-        await asyncio.to_thread(wipe)
+        """Take back the segments an earlier run left, least recently written first, and
+        fit the limit (it may have shrunk since)."""
+        for number, path, found in await asyncio.to_thread(_load, self.folder):
+            segment = _Segment(number, path, writing=False)
+            for cid, entry in found:
+                self._entries[cid] = entry
+                segment.ids.append(cid)
+                segment.size += entry.stored_length
+            self._segments[number] = segment
+            self.size += segment.size
+            self._next = number + 1
+        await self.evict()
 
     # -- what is here --------------------------------------------------------------------
 
@@ -146,6 +164,10 @@ class ChunkCache:
                     f.write(c.data)
                     spots.append((offset, checksum(c.data)))
                     offset += len(c.data)
+                f.write(b"".join(
+                    _TRAILER_ENTRY.pack(c.id, at, len(c.data), c.raw_length, c.codec, check)
+                    for c, (at, check) in zip(chunks, spots, strict=True)))
+                f.write(_TRAILER_END.pack(len(chunks), _MAGIC))
             return spots
 
         try:
@@ -265,6 +287,45 @@ class ChunkCache:
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)
         return segment.path
+
+
+def _load(folder: Path) -> list[tuple[int, Path, list[tuple[bytes, _Entry]]]]:
+    """The segments in `folder` whose trailer is whole, by number; the others removed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    found = []
+    for path in folder.iterdir():
+        match = _SEGMENT_NAME.fullmatch(path.name)
+        if match is None:
+            continue
+        number = int(match.group(1))
+        entries = _read_trailer(path, number)
+        if entries is None:
+            path.unlink(missing_ok=True)
+        else:
+            found.append((number, path, entries))
+    found.sort(key=lambda f: f[0])
+    return found
+
+
+def _read_trailer(path: Path, number: int) -> list[tuple[bytes, _Entry]] | None:
+    """A segment's index from its trailer, or None when the file is torn or not one."""
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size < _TRAILER_END.size:
+            return None
+        f.seek(size - _TRAILER_END.size)
+        count, magic = _TRAILER_END.unpack(f.read(_TRAILER_END.size))
+        start = size - _TRAILER_END.size - count * _TRAILER_ENTRY.size
+        if magic != _MAGIC or start < 0:
+            return None
+        f.seek(start)
+        table = f.read(count * _TRAILER_ENTRY.size)
+    entries = []
+    for cid, offset, stored, raw, codec, check in _TRAILER_ENTRY.iter_unpack(table):
+        if offset + stored > start or codec not in _CODECS:
+            return None
+        entries.append((cid, _Entry(number, offset, stored, raw, Codec(codec), check)))
+    return entries
 
 
 async def _unlink(paths: list[Path]) -> None:

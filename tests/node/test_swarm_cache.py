@@ -38,6 +38,55 @@ async def test_written_chunks_read_back_and_are_marked(scratch: Path) -> None:
         await cache.read([b"\0" * 32])
 
 
+async def segments(cache: ChunkCache, *seeds: int) -> list[list[StoredChunk]]:
+    """One segment written per seed (300 KB of chunks each); their chunks."""
+    written = []
+    for seed in seeds:
+        chunks = encode(random_bytes(300_000, seed=seed))
+        await cache.write(chunks)
+        written.append(chunks)
+    return written
+
+
+async def test_a_reopened_cache_has_what_was_written(scratch: Path) -> None:
+    """An edge's restart keeps its cache: every segment's trailer indexes it again, and new
+    segments do not take the old ones' names."""
+    cache, _ = await open_cache(scratch / "c", 1 << 30)
+    first, second = await segments(cache, 1, 2)
+    again, _ = await open_cache(scratch / "c", 1 << 30)
+    assert again.size == cache.size > 0
+    for chunks in (first, second):
+        got = await again.read([c.id for c in chunks])
+        assert [(c.codec, c.raw_length, bytes(c.data)) for c in got] == \
+            [(c.codec, c.raw_length, bytes(c.data)) for c in chunks]
+    [third] = await segments(again, 3)
+    assert len(list((scratch / "c").iterdir())) == 3
+    assert all(again.has([c.id for c in first + second + third]))
+
+
+async def test_a_segment_torn_by_a_crash_is_removed_when_the_cache_opens(scratch: Path
+                                                                       ) -> None:
+    cache, _ = await open_cache(scratch / "c", 1 << 30)
+    kept, torn = await segments(cache, 1, 2)
+    files = sorted((scratch / "c").iterdir())
+    with files[1].open("r+b") as f:
+        f.truncate(f.seek(0, 2) - 7)  # the crash came before the trailer was whole
+    again, _ = await open_cache(scratch / "c", 1 << 30)
+    assert all(again.has([c.id for c in kept]))
+    assert not any(again.has([c.id for c in torn]))
+    assert sorted((scratch / "c").iterdir()) == files[:1]
+    assert again.size == sum(len(c.data) for c in kept)
+
+
+async def test_a_cache_reopened_with_a_smaller_limit_evicts_the_oldest(scratch: Path
+                                                                      ) -> None:
+    cache, _ = await open_cache(scratch / "c", 1 << 30)
+    old, new = await segments(cache, 1, 2)
+    again, _ = await open_cache(scratch / "c", sum(len(c.data) for c in new))
+    assert not any(again.has([c.id for c in old]))
+    assert all(again.has([c.id for c in new]))
+
+
 async def test_least_recently_used_unpinned_segments_go_first(scratch: Path) -> None:
     parts = [encode(random_bytes(200_000, seed=s)) for s in range(4)]
     size = sum(len(c.data) for c in parts[0])

@@ -1,5 +1,6 @@
-"""An edge whose cache is full: pulls still return the right bytes, the least recently
-used chunks go, and the origin stops listing the edge for what it evicted."""
+"""An edge's cache across its life: when full, pulls still return the right bytes, the
+least recently used chunks go, and the origin stops listing the edge for what it evicted;
+across a restart, what it held is still there."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from swarmtest import Edge, Origin, stopping
 from node.swarm.client import SwarmClient
 
 MiB = 1 << 20
-
 
 
 def held_by(origin: Origin, edge: Edge, digest: str) -> int:
@@ -90,10 +90,32 @@ def test_an_edge_restarted_after_a_crash_is_not_listed_for_what_it_lost(scratch:
         with stopping(edge):
             digest = pulled_and_listed(origin, edge)
             edge.kill()
-        again = Edge(scratch, "edge", origin, like=edge)  # its cache wiped, its lease alive
+        # Its lease is alive, but it announces from scratch (it keeps chunks, not which
+        # blobs they belong to, until a pull finds them).
+        again = Edge(scratch, "edge", origin, like=edge)
         with stopping(again):
             deadline = time.monotonic() + 20
             while held_by(origin, again, digest) > 0:
-                assert time.monotonic() < deadline, "still listed for a wiped cache"
+                assert time.monotonic() < deadline, "still listed after a restart"
                 time.sleep(0.1)
             assert again.pull("lib/a", digest) == digest
+
+
+def test_an_edge_restarted_serves_from_the_cache_it_had(scratch: Path) -> None:
+    origin = Origin(scratch)
+    with stopping(origin):
+        edge = Edge(scratch, "edge", origin)
+        with stopping(edge):
+            data = os.urandom(12 * MiB)
+            digest = edge.push("lib/a", data)
+            assert edge.pull("lib/a", digest) == digest
+        again = Edge(scratch, "edge", origin, like=edge)
+        with stopping(again):
+            assert again.pull("lib/a", digest) == digest
+            assert again.received("cache") >= len(data)
+            assert again.received("owner") + again.received("peer") == 0
+            # Found by that pull, its chunks are announced again.
+            deadline = time.monotonic() + 20
+            while held_by(origin, again, digest) == 0:
+                assert time.monotonic() < deadline, "never announced again"
+                time.sleep(0.1)
