@@ -133,6 +133,8 @@ async def serve_edge(data: Path, listen: tuple[str, int], peer_listen: str,
     # The address is known once the peer server is bound: the swarm is told it then.
     swarm = EdgeSwarm(data / "cache", cache_bytes, directory, "", p2p=p2p, tls=tls,
                       seeds=seeds)
+    # The cache first: a folder another edge uses stops this one before it listens.
+    await swarm.cache.open()
     server, port = await start_peer_server(swarm, peer_listen, serve_limit, tls=tls)
     swarm.address = swarm.announcer.address = advertised(peer_listen, port, advertise)
     await swarm.open()

@@ -650,10 +650,14 @@ async def _edge(args: argparse.Namespace) -> None:
     if tls is not None and cluster is not None:
         raise SystemExit("shoal: with --cluster, the cluster file's [tls] is the edge's TLS; "
                          "drop --node-cert/--node-key/--node-ca")
-    await serve_edge(args.data, args.listen, args.peer_listen, args.origin or [],
-                     _until_signalled(), advertise=args.advertise, p2p=not args.no_p2p,
-                     cache_bytes=args.cache_size, cluster=cluster,
-                     serve_limit=args.serve_limit, tls=tls)
+    until = _until_signalled()
+    try:
+        await serve_edge(args.data, args.listen, args.peer_listen, args.origin or [], until,
+                         advertise=args.advertise, p2p=not args.no_p2p,
+                         cache_bytes=args.cache_size, cluster=cluster,
+                         serve_limit=args.serve_limit, tls=tls)
+    finally:
+        until.close()  # never awaited when the edge refused to start
 
 
 def _retention_policies(path: Path) -> list[RetentionPolicy]:
@@ -805,9 +809,15 @@ def _transfer(run: Any) -> int:
 
 
 def _listening(server: Coroutine[Any, Any, None]) -> int:
-    """Run a serving command; an address it cannot listen on is a one-line error."""
+    """Run a serving command; an address it cannot listen on, or a start it refuses (a
+    folder in use), is a one-line error."""
+    from node.errors import InvalidArgument
+
     try:
         uvloop.run(server)
+    except InvalidArgument as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
             raise

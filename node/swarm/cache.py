@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import re
 import struct
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from node.api import Codec, StoredChunk
 from node.codec import checksum
-from node.errors import NotFound
+from node.errors import InvalidArgument, NotFound
 from node.swarm.holders import Holding
 
 LANDING_WAIT = 10.0         # a peer asked for chunks still arriving here waits this long
@@ -80,10 +81,16 @@ class ChunkCache:
         self._landing: dict[bytes, asyncio.Future[bool]] = {}
         # (digest, chunk count) -> chunk indexes held, for a full announce
         self.holdings: dict[tuple[str, int], int] = {}
+        self._lock: int | None = None
 
     async def open(self) -> None:
         """Take back the segments an earlier run left, least recently written first, and
-        fit the limit (it may have shrunk since)."""
+        fit the limit (it may have shrunk since). The folder is locked until `close`: two
+        edges on one folder would write over each other's segments. Again once open: a
+        no-op."""
+        if self._lock is not None:
+            return
+        self._lock = await asyncio.to_thread(_lock, self.folder)
         for number, path, found in await asyncio.to_thread(_load, self.folder):
             segment = _Segment(number, path, writing=False)
             for cid, entry in found:
@@ -94,6 +101,11 @@ class ChunkCache:
             self.size += segment.size
             self._next = number + 1
         await self.evict()
+
+    def close(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
 
     # -- what is here --------------------------------------------------------------------
 
@@ -287,6 +299,17 @@ class ChunkCache:
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)
         return segment.path
+
+
+def _lock(folder: Path) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InvalidArgument(f"the cache folder {folder} is in use by another edge") from None
+    return fd
 
 
 def _load(folder: Path) -> list[tuple[int, Path, list[tuple[bytes, _Entry]]]]:

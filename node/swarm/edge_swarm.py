@@ -66,6 +66,7 @@ class EdgeSwarm:
         if self.p2p:
             await self.announcer.close()
         await self.client.close()
+        self.cache.close()
 
     def gained(self, digest: str, chunk_count: int, bits: int) -> None:
         if self.p2p and bits:

@@ -12,7 +12,7 @@ import pytest
 from nodetest import encode, random_bytes
 
 from node.api import StoredChunk
-from node.errors import NotFound
+from node.errors import InvalidArgument, NotFound
 from node.swarm.cache import ChunkCache
 from node.swarm.holders import Holding
 from node.swarm.service import Runs
@@ -53,6 +53,7 @@ async def test_a_reopened_cache_has_what_was_written(scratch: Path) -> None:
     segments do not take the old ones' names."""
     cache, _ = await open_cache(scratch / "c", 1 << 30)
     first, second = await segments(cache, 1, 2)
+    cache.close()
     again, _ = await open_cache(scratch / "c", 1 << 30)
     assert again.size == cache.size > 0
     for chunks in (first, second):
@@ -60,7 +61,7 @@ async def test_a_reopened_cache_has_what_was_written(scratch: Path) -> None:
         assert [(c.codec, c.raw_length, bytes(c.data)) for c in got] == \
             [(c.codec, c.raw_length, bytes(c.data)) for c in chunks]
     [third] = await segments(again, 3)
-    assert len(list((scratch / "c").iterdir())) == 3
+    assert len([p for p in (scratch / "c").iterdir() if p.name.startswith("seg-")]) == 3
     assert all(again.has([c.id for c in first + second + third]))
 
 
@@ -68,20 +69,33 @@ async def test_a_segment_torn_by_a_crash_is_removed_when_the_cache_opens(scratch
                                                                        ) -> None:
     cache, _ = await open_cache(scratch / "c", 1 << 30)
     kept, torn = await segments(cache, 1, 2)
-    files = sorted((scratch / "c").iterdir())
+    files = sorted(p for p in (scratch / "c").iterdir() if p.name != "lock")
     with files[1].open("r+b") as f:
         f.truncate(f.seek(0, 2) - 7)  # the crash came before the trailer was whole
+    cache.close()
     again, _ = await open_cache(scratch / "c", 1 << 30)
     assert all(again.has([c.id for c in kept]))
     assert not any(again.has([c.id for c in torn]))
-    assert sorted((scratch / "c").iterdir()) == files[:1]
+    assert sorted(p for p in (scratch / "c").iterdir() if p.name != "lock") == files[:1]
     assert again.size == sum(len(c.data) for c in kept)
+
+
+async def test_a_folder_in_use_by_another_cache_is_refused(scratch: Path) -> None:
+    cache, _ = await open_cache(scratch / "c", 1 << 30)
+    [chunks] = await segments(cache, 1)
+    with pytest.raises(InvalidArgument, match="in use"):
+        await open_cache(scratch / "c", 1 << 30)
+    assert all(cache.has([c.id for c in chunks]))  # and the first one untouched
+    cache.close()
+    again, _ = await open_cache(scratch / "c", 1 << 30)
+    assert all(again.has([c.id for c in chunks]))
 
 
 async def test_a_cache_reopened_with_a_smaller_limit_evicts_the_oldest(scratch: Path
                                                                       ) -> None:
     cache, _ = await open_cache(scratch / "c", 1 << 30)
     old, new = await segments(cache, 1, 2)
+    cache.close()
     again, _ = await open_cache(scratch / "c", sum(len(c.data) for c in new))
     assert not any(again.has([c.id for c in old]))
     assert all(again.has([c.id for c in new]))

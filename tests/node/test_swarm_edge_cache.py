@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from swarmtest import Edge, Origin, stopping
+from swarmtest import Edge, Origin, free_port, stopping
 
 from node.swarm.client import SwarmClient
 
@@ -119,3 +121,19 @@ def test_an_edge_restarted_serves_from_the_cache_it_had(scratch: Path) -> None:
             while held_by(origin, again, digest) == 0:
                 assert time.monotonic() < deadline, "never announced again"
                 time.sleep(0.1)
+
+
+def test_a_second_edge_on_the_same_folder_is_refused(scratch: Path) -> None:
+    origin = Origin(scratch)
+    with stopping(origin):
+        edge = Edge(scratch, "edge", origin)
+        with stopping(edge):
+            second = subprocess.run(
+                [sys.executable, "-m", "shoal", "edge", "--data", str(scratch / "edge"),
+                 "--listen", f"127.0.0.1:{free_port()}", "--peer-listen",
+                 f"127.0.0.1:{free_port()}", "--origin", origin.target],
+                capture_output=True, text=True, timeout=60)
+            assert second.returncode == 1
+            assert "in use by another edge" in second.stderr
+            assert "Traceback" not in second.stderr
+            assert edge.proc.poll() is None
