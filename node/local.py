@@ -29,6 +29,7 @@ from node.blobs import BlobStore, ChunkRefs, DetachedRefs
 from node.chunkstore import ChunkStore
 from node.clock import Clock, wall_ms
 from node.errors import ResourceExhausted
+from node.folderlock import lock_folder, release
 from node.hlc import HybridClock
 from node.index import Index
 from node.packs import PACK_LIMIT, Packs
@@ -78,8 +79,13 @@ class LocalNode:
                  direct_writes: bool = True) -> None:
         self.data_dir = data_dir
         self.clock = clock
-        self.index = Index(data_dir / "index")
-        self.packs = Packs(data_dir / "packs", pack_limit, direct_writes)
+        self._lock = lock_folder(data_dir, "node")
+        try:
+            self.index = Index(data_dir / "index")
+            self.packs = Packs(data_dir / "packs", pack_limit, direct_writes)
+        except BaseException:
+            release(self._lock)
+            raise
         self.chunks = ChunkStore(self.index, self.packs, verify_puts=verify_puts, clock=clock)
         # A cluster member keeps recipes whose chunks live on other nodes (node/blobs.py).
         self.member = member
@@ -103,6 +109,7 @@ class LocalNode:
         def shut() -> None:
             self.packs.close()
             self.index.close()
+            release(self._lock)
 
         await asyncio.to_thread(shut)
 

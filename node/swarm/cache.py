@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import re
 import struct
@@ -31,7 +30,8 @@ from pathlib import Path
 
 from node.api import Codec, StoredChunk
 from node.codec import checksum
-from node.errors import InvalidArgument, NotFound
+from node.errors import NotFound
+from node.folderlock import lock_folder, release
 from node.swarm.holders import Holding
 
 LANDING_WAIT = 10.0         # a peer asked for chunks still arriving here waits this long
@@ -90,7 +90,7 @@ class ChunkCache:
         no-op."""
         if self._lock is not None:
             return
-        self._lock = await asyncio.to_thread(_lock, self.folder)
+        self._lock = await asyncio.to_thread(lock_folder, self.folder, "edge")
         for number, path, found in await asyncio.to_thread(_load, self.folder):
             segment = _Segment(number, path, writing=False)
             for cid, entry in found:
@@ -104,7 +104,7 @@ class ChunkCache:
 
     def close(self) -> None:
         if self._lock is not None:
-            os.close(self._lock)  # releases the flock
+            release(self._lock)
             self._lock = None
 
     # -- what is here --------------------------------------------------------------------
@@ -299,17 +299,6 @@ class ChunkCache:
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)
         return segment.path
-
-
-def _lock(folder: Path) -> int:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise InvalidArgument(f"the cache folder {folder} is in use by another edge") from None
-    return fd
 
 
 def _load(folder: Path) -> list[tuple[int, Path, list[tuple[bytes, _Entry]]]]:

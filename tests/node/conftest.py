@@ -63,6 +63,17 @@ def scratch() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def proc(scratch: Path) -> Iterator[NodeProcess]:
+    """A node process on a scratch data folder, not yet started; killed at the end."""
+    node = NodeProcess(scratch / "data", scratch)
+    try:
+        yield node
+    finally:
+        if node.proc is not None:
+            node.kill()
+
+
 @pytest.fixture(scope="session")
 def node_process() -> Iterator[NodeProcess]:
     """One real node process shared by the tests that only talk to it over gRPC; each test

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,6 @@ from node.errors import DataLoss
 from node.local import LocalNode
 from node.recipe import Recipe
 from node.rpc.client import RemoteNode
-
-
-@pytest.fixture
-def proc(scratch: Path) -> Iterator[NodeProcess]:
-    node = NodeProcess(scratch / "data", scratch)
-    try:
-        yield node
-    finally:
-        if node.proc is not None:
-            node.kill()
 
 
 def run_async(coro: object) -> object:
