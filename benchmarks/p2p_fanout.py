@@ -259,6 +259,8 @@ def host_service(mode: str, host: Host, topo: Topology, work: Path,
             argv.append("--no-p2p")
         if args.cache_size is not None:
             argv += ["--cache-size", str(args.cache_size)]
+        if args.edge_upload_limit is not None:
+            argv += ["--upload-limit", str(args.edge_upload_limit)]
         return argv
     if mode == "gateway":
         return shoal("gateway", "--node", origin, "--listen", listen)
@@ -673,6 +675,8 @@ def main() -> None:
                         help="modes direct,gateway: no `shoal edge` needed")
     parser.add_argument("--cache-size", type=int, default=None, metavar="BYTES",
                         help="passed to every `shoal edge` as --cache-size")
+    parser.add_argument("--edge-upload-limit", type=int, default=None, metavar="BYTES",
+                        help="passed to every `shoal edge` as --upload-limit (bytes/s)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--name", default="p2p_fanout", help="results file stem")
     parser.add_argument("--work-dir", type=Path, default=None,

@@ -30,6 +30,7 @@ from node.rpc.server import listen_and_start
 from node.rpc.tls import TlsFiles
 from node.swarm.directory import ClusterOwners, OwnerDirectory, StaticOwners
 from node.swarm.edge_swarm import EdgeSwarm
+from node.swarm.ratelimit import TokenBucket
 from node.swarm.service import PeerService, add_peer_service
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,11 @@ EDGE_SERVE_LIMIT = 64
 
 
 async def start_peer_server(swarm: EdgeSwarm, listen: str, limit: int = EDGE_SERVE_LIMIT,
-                            tls: TlsFiles | None = None) -> tuple[grpc.aio.Server, int]:
+                            tls: TlsFiles | None = None, upload_limit: int | None = None
+                            ) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    swarm.peer = PeerService(swarm.cache, limit)
+    bucket = TokenBucket(upload_limit) if upload_limit else None
+    swarm.peer = PeerService(swarm.cache, limit, upload=bucket)
     add_peer_service(server, swarm.peer)
     return server, await listen_and_start(server, listen, tls, ["", "shoal.v1.Peer"])
 
@@ -109,7 +112,8 @@ async def serve_edge(data: Path, listen: tuple[str, int], peer_listen: str,
                      owners: OwnerDirectory | None = None,
                      cluster: ClusterConfig | None = None,
                      serve_limit: int = EDGE_SERVE_LIMIT,
-                     tls: TlsFiles | None = None) -> None:
+                     tls: TlsFiles | None = None,
+                     upload_limit: int | None = None) -> None:
     """Run an edge of `origins` (the first takes metadata and pushes), or with `cluster`
     of that cluster: placement then says which members own a blob. Mutual TLS (`tls`
     with origins, the cluster's own with `cluster`) covers the edge's calls to owners and
@@ -135,7 +139,8 @@ async def serve_edge(data: Path, listen: tuple[str, int], peer_listen: str,
                       seeds=seeds)
     # The cache first: a folder another edge uses stops this one before it listens.
     await swarm.cache.open()
-    server, port = await start_peer_server(swarm, peer_listen, serve_limit, tls=tls)
+    server, port = await start_peer_server(swarm, peer_listen, serve_limit, tls=tls,
+                                           upload_limit=upload_limit)
     swarm.address = swarm.announcer.address = advertised(peer_listen, port, advertise)
     await swarm.open()
     node: NodeAPI = (ClusterEdgeNode(members, swarm) if members is not None

@@ -347,6 +347,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="the address peers are told to use (default: --peer-listen)")
     network.add_argument("--serve-limit", type=int, default=64, metavar="N",
                          help="chunk streams served to other edges at once (default: 64)")
+    network.add_argument("--upload-limit", type=_byte_size, default=None, metavar="BYTES",
+                         help="bytes a second served to other edges at most, e.g. 10M "
+                              "(84 Mbit/s); keeps uplink room for the host's own traffic "
+                              "(default: no limit)")
     network.add_argument("--no-p2p", action="store_true",
                          help="fetch every chunk from the origin and serve no peer "
                               "(the baseline to compare with)")
@@ -655,7 +659,8 @@ async def _edge(args: argparse.Namespace) -> None:
         await serve_edge(args.data, args.listen, args.peer_listen, args.origin or [], until,
                          advertise=args.advertise, p2p=not args.no_p2p,
                          cache_bytes=args.cache_size, cluster=cluster,
-                         serve_limit=args.serve_limit, tls=tls)
+                         serve_limit=args.serve_limit, tls=tls,
+                         upload_limit=args.upload_limit)
     finally:
         until.close()  # never awaited when the edge refused to start
 

@@ -22,6 +22,7 @@ from node.rpc import convert, framing
 from node.rpc.options import MESSAGE_BYTES
 from node.rpc.status import status_of
 from node.swarm.holders import DEFAULT_LIMIT, HolderBook, Holding, from_bits, to_bits
+from node.swarm.ratelimit import TokenBucket
 from shoal.v1 import swarm_pb2, swarm_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,11 @@ class PeerService(swarm_pb2_grpc.PeerServicer):
 
     def __init__(self, source: ChunkSource, limit: int = DEFAULT_SERVE_LIMIT,
                  book: HolderBook | None = None,
-                 chunk_count: Callable[[str], Awaitable[int | None]] | None = None) -> None:
+                 chunk_count: Callable[[str], Awaitable[int | None]] | None = None,
+                 upload: TokenBucket | None = None) -> None:
         self.source = source
         self.limit = limit
+        self.upload = upload
         self.book = book
         self.chunk_count = chunk_count
         self.counters = PeerCounters()
@@ -170,7 +173,10 @@ class PeerService(swarm_pb2_grpc.PeerServicer):
                 for group in by_size(run, MESSAGE_BYTES):
                     # Counted as handed to gRPC: the generator resumes after a yield only
                     # when the next message is wanted, so a count after would lag.
-                    self._sent(len(group), sum(len(c.data) for c in group))
+                    size = sum(len(c.data) for c in group)
+                    if self.upload is not None:
+                        await self.upload.take(size)
+                    self._sent(len(group), size)
                     yield framing.encode_chunks(group)  # type: ignore[misc]
         except (NodeError, ValueError, OSError) as exc:
             await _abort(context, exc)
