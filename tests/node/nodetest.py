@@ -31,6 +31,16 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 
 
+class Clock:
+    """Seconds that move only when a test says so (set `now`)."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

@@ -8,6 +8,7 @@ import contextlib
 import random
 
 import grpc
+from nodetest import Clock
 
 from node.cluster import placement
 from node.cluster.config import ClusterConfig, Member
@@ -17,14 +18,6 @@ from node.swarm.directory import ClusterOwners
 from node.swarm.holders import HolderBook, Holding, from_bits, to_bits
 from node.swarm.service import SwarmService
 from shoal.v1 import swarm_pb2_grpc
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_announces_add_and_drop_bits() -> None:

@@ -8,19 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from nodetest import Clock
 from swarmtest import Edge, Origin, stopping
 
 from node.swarm.ratelimit import TokenBucket
 
 MiB = 1 << 20
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_burst_goes_at_once_and_the_rest_at_the_rate() -> None:
