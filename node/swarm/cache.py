@@ -5,10 +5,10 @@ Why not the node's chunk store: its packs are append-only and reclaimed by compa
 (garbage collection, to come), while a cache must drop bytes the moment it is full. Here
 each fetched run of chunks (a few MiB) is one file, so eviction is an unlink. The index
 lives in memory and each segment ends with its own part of it (a trailer: the chunks' ids,
-offsets, lengths, codecs and checksums), so a restarted edge reads its cache back from the
-segments alone; one torn by a crash has no whole trailer and is removed. What is not kept
-is which blobs the chunks belong to: a restarted edge announces cached chunks again when a
-pull of their blob finds them.
+offsets, lengths, codecs and checksums, and which entries of which blob's recipe they
+landed as), so a restarted edge reads its cache back from the segments alone and is a
+holder again from its first announce; a segment torn by a crash has no whole trailer and
+is removed.
 
 Chunks are kept as they travelled (zstd or raw), so serving a peer costs no re-encoding.
 Every read checks the XXH3 checksum taken when the chunk was written (node/codec.py says
@@ -32,14 +32,16 @@ from node.api import Codec, StoredChunk
 from node.codec import checksum
 from node.errors import NotFound
 from node.folderlock import lock_folder, release
-from node.swarm.holders import Holding
+from node.swarm.holders import MAX_CHUNK_COUNT, Holding
 
 LANDING_WAIT = 10.0         # a peer asked for chunks still arriving here waits this long
 RUN_BYTES = 1 << 20         # most chunk bytes read for a peer at once (one gRPC message)
 
-# A segment's trailer: an entry per chunk, then the entry count and a magic.
+# A segment's trailer: an entry per chunk; the digest of the blob they landed for (UTF-8,
+# may be empty); then the entry count, the digest's length, the blob's chunk count and the
+# recipe index of the first chunk, and a magic.
 _TRAILER_ENTRY = struct.Struct("<32sQIIBQ")    # id, offset, stored, raw length, codec, check
-_TRAILER_END = struct.Struct("<I8s")
+_TRAILER_END = struct.Struct("<IHQQ8s")
 _MAGIC = b"shoalseg"
 _SEGMENT_NAME = re.compile(r"seg-(\d{8,})")
 _CODECS = frozenset(c.value for c in Codec)
@@ -91,7 +93,8 @@ class ChunkCache:
         if self._lock is not None:
             return
         self._lock = await asyncio.to_thread(lock_folder, self.folder, "edge")
-        for number, path, found in await asyncio.to_thread(_load, self.folder):
+        loaded = await asyncio.to_thread(_load, self.folder)
+        for number, path, found, _ in loaded:
             segment = _Segment(number, path, writing=False)
             for cid, entry in found:
                 self._entries[cid] = entry
@@ -100,6 +103,14 @@ class ChunkCache:
             self._segments[number] = segment
             self.size += segment.size
             self._next = number + 1
+        for number, _, found, blob in loaded:
+            if blob is not None:
+                # Marked where each chunk's entry now is, as `mark` does: a chunk written
+                # again later belongs to the later segment.
+                digest, count, first = blob
+                self.mark(digest, count, first, [
+                    cid if self._entries[cid].segment == number else b""
+                    for cid, _ in found])
         await self.evict()
 
     def close(self) -> None:
@@ -157,10 +168,13 @@ class ChunkCache:
                 future.set_result(i in self._entries)
 
     async def write(self, chunks: Sequence[StoredChunk],
-                    verify: Callable[[Sequence[StoredChunk]], None] | None = None) -> None:
+                    verify: Callable[[Sequence[StoredChunk]], None] | None = None,
+                    blob: tuple[str, int, int] | None = None) -> None:
         """Store chunks as one new segment; visible (and landed) on return. `verify`, when
         given, checks them first in the same worker thread (one hop off the event loop
-        per message, not two); when it raises, nothing of them is stored."""
+        per message, not two); when it raises, nothing of them is stored. `blob` (digest,
+        chunk count, recipe index of the first chunk) is kept in the segment's trailer, so
+        that the marks `mark` will make for it come back after a restart."""
         number = self._next
         self._next += 1
         segment = _Segment(number, self.folder / f"seg-{number:08d}")
@@ -179,7 +193,10 @@ class ChunkCache:
                 f.write(b"".join(
                     _TRAILER_ENTRY.pack(c.id, at, len(c.data), c.raw_length, c.codec, check)
                     for c, (at, check) in zip(chunks, spots, strict=True)))
-                f.write(_TRAILER_END.pack(len(chunks), _MAGIC))
+                digest, count, first = blob if blob is not None else ("", 0, 0)
+                name = digest.encode()
+                f.write(name)
+                f.write(_TRAILER_END.pack(len(chunks), len(name), count, first, _MAGIC))
             return spots
 
         try:
@@ -301,7 +318,11 @@ class ChunkCache:
         return segment.path
 
 
-def _load(folder: Path) -> list[tuple[int, Path, list[tuple[bytes, _Entry]]]]:
+_Blob = tuple[str, int, int]                   # digest, chunk count, first recipe index
+_Loaded = tuple[int, Path, list[tuple[bytes, _Entry]], _Blob | None]
+
+
+def _load(folder: Path) -> list[_Loaded]:
     """The segments in `folder` whose trailer is whole, by number; the others removed."""
     folder.mkdir(parents=True, exist_ok=True)
     found = []
@@ -310,34 +331,46 @@ def _load(folder: Path) -> list[tuple[int, Path, list[tuple[bytes, _Entry]]]]:
         if match is None:
             continue
         number = int(match.group(1))
-        entries = _read_trailer(path, number)
-        if entries is None:
+        trailer = _read_trailer(path, number)
+        if trailer is None:
             path.unlink(missing_ok=True)
         else:
-            found.append((number, path, entries))
+            found.append((number, path, *trailer))
     found.sort(key=lambda f: f[0])
     return found
 
 
-def _read_trailer(path: Path, number: int) -> list[tuple[bytes, _Entry]] | None:
-    """A segment's index from its trailer, or None when the file is torn or not one."""
+def _read_trailer(path: Path, number: int
+                  ) -> tuple[list[tuple[bytes, _Entry]], _Blob | None] | None:
+    """A segment's index and blob from its trailer, or None when the file is torn or not
+    a segment."""
     with path.open("rb") as f:
         size = f.seek(0, os.SEEK_END)
         if size < _TRAILER_END.size:
             return None
         f.seek(size - _TRAILER_END.size)
-        count, magic = _TRAILER_END.unpack(f.read(_TRAILER_END.size))
-        start = size - _TRAILER_END.size - count * _TRAILER_ENTRY.size
+        count, named, chunk_count, first, magic = _TRAILER_END.unpack(
+            f.read(_TRAILER_END.size))
+        start = size - _TRAILER_END.size - named - count * _TRAILER_ENTRY.size
         if magic != _MAGIC or start < 0:
             return None
         f.seek(start)
         table = f.read(count * _TRAILER_ENTRY.size)
+        name = f.read(named)
     entries = []
     for cid, offset, stored, raw, codec, check in _TRAILER_ENTRY.iter_unpack(table):
         if offset + stored > start or codec not in _CODECS:
             return None
         entries.append((cid, _Entry(number, offset, stored, raw, Codec(codec), check)))
-    return entries
+    blob = None
+    if named:
+        if not first + count <= chunk_count <= MAX_CHUNK_COUNT:
+            return None
+        try:
+            blob = (name.decode(), chunk_count, first)
+        except UnicodeDecodeError:
+            return None
+    return entries, blob
 
 
 async def _unlink(paths: list[Path]) -> None:

@@ -305,7 +305,7 @@ class Download:
         if [c.id for c in chunks] != expected:
             raise DataLoss("answered with other chunks than asked")
         swarm = self.swarm
-        await swarm.cache.write(chunks, verify=_verify)
+        await swarm.cache.write(chunks, verify=_verify, blob=(self.digest, self.count, cursor))
         bits = swarm.cache.mark(self.digest, self.count, cursor, expected)
         cursor += len(chunks)
         piece.next = cursor

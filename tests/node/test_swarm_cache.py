@@ -91,6 +91,24 @@ async def test_a_folder_in_use_by_another_cache_is_refused(scratch: Path) -> Non
     assert all(again.has([c.id for c in chunks]))
 
 
+async def test_a_reopened_cache_still_knows_which_blob_its_chunks_landed_for(scratch: Path
+                                                                          ) -> None:
+    cache, _ = await open_cache(scratch / "c", 1 << 30)
+    chunks = encode(random_bytes(300_000, seed=1))
+    count = len(chunks) + 5
+    await cache.write(chunks, blob=("sha256:x", count, 3))
+    bits = cache.mark("sha256:x", count, 3, [c.id for c in chunks])
+    [other] = await segments(cache, 2)  # landed for no blob in particular
+    cache.close()
+    again, dropped = await open_cache(scratch / "c", 1 << 30)
+    assert again.holdings == {("sha256:x", count): bits}
+    # Dropping the segment withdraws those marks, as before the restart.
+    again.limit = sum(len(c.data) for c in other)
+    await again.evict()
+    assert again.holdings == {}
+    assert dropped == [Holding("sha256:x", count, dropped=bits)]
+
+
 async def test_a_cache_reopened_with_a_smaller_limit_evicts_the_oldest(scratch: Path
                                                                       ) -> None:
     cache, _ = await open_cache(scratch / "c", 1 << 30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -92,8 +93,8 @@ def test_an_edge_restarted_after_a_crash_is_not_listed_for_what_it_lost(scratch:
         with stopping(edge):
             digest = pulled_and_listed(origin, edge)
             edge.kill()
-        # Its lease is alive, but it announces from scratch (it keeps chunks, not which
-        # blobs they belong to, until a pull finds them).
+        shutil.rmtree(scratch / "edge")  # its disk lost with it
+        # Its lease is alive, but its first announce replaces everything it was listed for.
         again = Edge(scratch, "edge", origin, like=edge)
         with stopping(again):
             deadline = time.monotonic() + 20
@@ -113,14 +114,14 @@ def test_an_edge_restarted_serves_from_the_cache_it_had(scratch: Path) -> None:
             assert edge.pull("lib/a", digest) == digest
         again = Edge(scratch, "edge", origin, like=edge)
         with stopping(again):
-            assert again.pull("lib/a", digest) == digest
-            assert again.received("cache") >= len(data)
-            assert again.received("owner") + again.received("peer") == 0
-            # Found by that pull, its chunks are announced again.
+            # A holder again from its first announce, before any pull.
             deadline = time.monotonic() + 20
             while held_by(origin, again, digest) == 0:
                 assert time.monotonic() < deadline, "never announced again"
                 time.sleep(0.1)
+            assert again.pull("lib/a", digest) == digest
+            assert again.received("cache") >= len(data)
+            assert again.received("owner") + again.received("peer") == 0
 
 
 def test_a_second_edge_on_the_same_folder_is_refused(scratch: Path) -> None:
