@@ -1,6 +1,8 @@
 """An edge's cap on what it uploads to peers: a token bucket shared by every stream its
-Peer service serves, so a host's uplink keeps room for its own traffic (and, on links
-whose queues are plain FIFOs, for the acknowledgements its downloads wait on)."""
+Peer service serves, so a host's uplink keeps room for its own traffic. It is not a way to
+keep a FIFO-queued uplink short for the acknowledgements of the host's downloads: at 0.9
+of B it left p2p_fanout --ack-fifo where it was (TCP's bursts within a second fill the
+queue whatever the average rate)."""
 
 from __future__ import annotations
 
